@@ -1,0 +1,28 @@
+# The README's two commands, `make run` and `make test`, each set themselves up:
+# the first use creates .venv and installs bookql into it (scripts/install.sh).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bookql-installed
+
+.PHONY: install run test lint clean
+
+$(STAMP): pyproject.toml scripts/install.sh
+	VENV=$(VENV) EXTRAS=dev PYTHON=$(PYTHON) sh scripts/install.sh
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/bookql serve
+
+test: lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

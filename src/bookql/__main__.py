@@ -1,0 +1,3 @@
+from bookql.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP and GraphQL surface: assembles every domain's schema into one Starlette app."""

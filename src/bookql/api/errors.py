@@ -1,0 +1,140 @@
+"""One way to fail: every expected error is a GraphQL error with ``extensions.code``.
+
+Resolvers raise the subclasses of :class:`BookQLError`. The :class:`ErrorCodes` extension
+tags parse and validation failures with their codes, turns graphql-core's own input
+errors into ``BAD_USER_INPUT``, and masks anything else as ``INTERNAL_SERVER_ERROR``
+after logging it with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+log = logging.getLogger("bookql.errors")
+
+
+class ErrorCode(StrEnum):
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    RATE_LIMITED = "RATE_LIMITED"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    TIMEOUT = "TIMEOUT"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class BookQLError(Exception):
+    """An expected failure, reported to the client with its code and message."""
+
+    code: ErrorCode = ErrorCode.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions: dict[str, Any] = {"code": self.code.value, **extensions}
+
+
+class BadUserInput(BookQLError):
+    code = ErrorCode.BAD_USER_INPUT
+
+
+class Unauthenticated(BookQLError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(BookQLError):
+    code = ErrorCode.FORBIDDEN
+
+
+class NotFound(BookQLError):
+    code = ErrorCode.NOT_FOUND
+
+
+class Conflict(BookQLError):
+    code = ErrorCode.CONFLICT
+
+
+class RateLimited(BookQLError):
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retryAfter=retry_after)
+
+
+class QueryTooComplex(BookQLError):
+    code = ErrorCode.QUERY_TOO_COMPLEX
+
+
+class Timeout(BookQLError):
+    code = ErrorCode.TIMEOUT
+
+
+class ServiceUnavailable(BookQLError):
+    code = ErrorCode.SERVICE_UNAVAILABLE
+
+
+def error_code(error: GraphQLError) -> str | None:
+    code = (error.extensions or {}).get("code")
+    return code if isinstance(code, str) else None
+
+
+def _tag(errors: list[GraphQLError] | None, code: ErrorCode) -> None:
+    for error in errors or ():
+        if error_code(error) is None:
+            error.extensions = {**(error.extensions or {}), "code": code.value}
+
+
+class ErrorCodes(SchemaExtension):
+    """Gives every error of every operation a code from the contract."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        _tag(self.execution_context.pre_execution_errors, ErrorCode.GRAPHQL_VALIDATION_FAILED)
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            yield
+        except GraphQLError as error:  # the parser cache raises from inside its hook
+            if context.graphql_document is None:
+                _tag([error], ErrorCode.GRAPHQL_PARSE_FAILED)
+            raise
+        result = context.result
+        if result is None or not result.errors:
+            return
+        if context.graphql_document is None:  # parsing failed (possibly inside a cache)
+            _tag(result.errors, ErrorCode.GRAPHQL_PARSE_FAILED)
+        result.errors = [self._finish(error) for error in result.errors]
+
+    def _finish(self, error: GraphQLError) -> GraphQLError:
+        if error_code(error) is not None:
+            return error
+        original = error.original_error
+        if original is None or isinstance(original, GraphQLError):
+            # graphql-core's own complaint about the request (a variable of the wrong type).
+            _tag([error], ErrorCode.BAD_USER_INPUT)
+            return error
+        request_id = getattr(self.execution_context.context, "request_id", None)
+        log.error(
+            "unexpected error in %s (request %s)",
+            ".".join(str(part) for part in error.path or ()) or "operation",
+            request_id,
+            exc_info=original,
+        )
+        return GraphQLError(
+            "Internal server error.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
+        )

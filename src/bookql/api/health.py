@@ -1,0 +1,74 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (its dependencies answer too)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from functools import lru_cache
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from bookql.db.migrate import head_revision
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@lru_cache(maxsize=1)
+def _head() -> str | None:
+    return head_revision()
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def _check_database(engine: AsyncEngine) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+        try:
+            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        except DBAPIError:
+            current = None  # never migrated
+    head = _head()
+    return {
+        "database": {"status": "ok", "dialect": engine.dialect.name},
+        "migrations": {
+            "status": "ok" if current == head else "error",
+            "current": current,
+            "head": head,
+        },
+    }
+
+
+async def _check_redis(client: Redis) -> dict[str, Any]:
+    await client.ping()
+    return {"redis": {"status": "ok"}}
+
+
+async def _run_check(name: str, check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A check's report; failures and time-outs become ``error`` with a reason, never a 500."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            return await check
+    except TimeoutError:
+        return {name: {"status": "error", "reason": "timed out"}}
+    except Exception as exc:
+        return {name: {"status": "error", "reason": type(exc).__name__}}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    checks = await _run_check("database", _check_database(state.engine))
+    if state.redis is not None:
+        checks |= await _run_check("redis", _check_redis(state.redis))
+    ready = all(check["status"] == "ok" for check in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

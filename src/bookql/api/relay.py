@@ -1,0 +1,117 @@
+"""Relay plumbing: global ids, the ``Node`` interface, ``PageInfo`` and page arguments."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+import strawberry
+
+from bookql.api.errors import BadUserInput
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+def _b64encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _b64decode(token: str) -> str:
+    padded = token + "=" * (-len(token) % 4)
+    return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
+
+
+def to_global_id(type_name: str, key: str | int) -> str:
+    """Opaque and type-tagged: ``Book`` + its UPC, ``Category`` + its number, and so on."""
+    return _b64encode(f"{type_name}:{key}")
+
+
+def from_global_id(global_id: str) -> tuple[str, str]:
+    """``(type name, key)``; a malformed id is the caller's mistake (``BAD_USER_INPUT``)."""
+    try:
+        type_name, _, key = _b64decode(global_id).partition(":")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise BadUserInput(f"{global_id!r} is not a valid id") from None
+    if not type_name or not key:
+        raise BadUserInput(f"{global_id!r} is not a valid id")
+    return type_name, key
+
+
+def expect_global_id(global_id: str, type_name: str) -> str:
+    """The key of an id that must name a ``type_name``."""
+    found, key = from_global_id(global_id)
+    if found != type_name:
+        raise BadUserInput(f"{global_id!r} is the id of a {found}, not of a {type_name}")
+    return key
+
+
+def encode_cursor(payload: str) -> str:
+    return _b64encode(payload)
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return _b64decode(cursor)
+    except (binascii.Error, UnicodeError, ValueError):
+        raise BadUserInput(f"{cursor!r} is not a valid cursor") from None
+
+
+@strawberry.interface(description="An object with a global, opaque, type-tagged id.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type(description="Where a page sits in its connection.")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Validated Relay arguments: how many rows, which way, and from which cursor."""
+
+    size: int
+    forward: bool
+    cursor: str | None
+
+    @classmethod
+    def from_args(
+        cls,
+        first: int | None,
+        after: str | None,
+        last: int | None,
+        before: str | None,
+        *,
+        max_size: int = MAX_PAGE_SIZE,
+        default_size: int = DEFAULT_PAGE_SIZE,
+    ) -> PageRequest:
+        if first is not None and last is not None:
+            raise BadUserInput("pass either `first` or `last`, not both")
+        if after is not None and before is not None:
+            raise BadUserInput("pass either `after` or `before`, not both")
+        if last is not None or (before is not None and first is None):
+            if after is not None:
+                raise BadUserInput("`after` goes with `first`; use `before` with `last`")
+            size = _checked_size("last", last, max_size, default_size)
+            return cls(size=size, forward=False, cursor=before)
+        if before is not None:
+            raise BadUserInput("`before` goes with `last`; use `after` with `first`")
+        size = _checked_size("first", first, max_size, default_size)
+        return cls(size=size, forward=True, cursor=after)
+
+
+def _checked_size(name: str, value: int | None, max_size: int, default_size: int) -> int:
+    if value is None:
+        return default_size
+    if value < 0:
+        raise BadUserInput(f"`{name}` must not be negative", argument=name)
+    if value > max_size:
+        raise BadUserInput(
+            f"`{name}` is capped at {max_size} rows per page", argument=name, maximum=max_size
+        )
+    return value

@@ -1,0 +1,1 @@
+"""The catalogue domain: categories, books, their descriptions and price history."""

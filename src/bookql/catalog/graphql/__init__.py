@@ -1,0 +1,1 @@
+"""The catalogue's GraphQL types, loaders and root fields."""

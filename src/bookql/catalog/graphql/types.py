@@ -1,0 +1,151 @@
+"""GraphQL types of the catalogue, built from table rows (``BookRow`` -> ``Book``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from sqlalchemy import Row
+
+from bookql.api.context import Info
+from bookql.api.errors import BadUserInput
+from bookql.api.relay import Node, PageInfo, to_global_id
+from bookql.catalog.graphql.loaders import HISTORY_CAP
+from bookql.catalog.money import from_pence
+
+DEFAULT_HISTORY = 10
+
+
+@strawberry.type(description="What a book cost, and how many were in stock, at one time.")
+class PricePoint:
+    observed_at: datetime
+    price: float = strawberry.field(description="Price as shown on the site (incl. tax), GBP.")
+    price_excl_tax: float
+    price_incl_tax: float
+    tax: float
+    availability: int
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> PricePoint:
+        incl = from_pence(row.price_incl_tax_pence)
+        return cls(
+            observed_at=row.observed_at,
+            price=incl,
+            price_excl_tax=from_pence(row.price_excl_tax_pence),
+            price_incl_tax=incl,
+            tax=from_pence(row.tax_pence),
+            availability=row.availability,
+        )
+
+
+@strawberry.type(description="A category of the catalogue, as in the site's sidebar.")
+class Category(Node):
+    name: str
+    slug: str = strawberry.field(description="The name, lower case and hyphenated; unique.")
+    pk: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Category:
+        return cls(
+            id=strawberry.ID(to_global_id("Category", row.id)),
+            name=row.name,
+            slug=row.slug,
+            pk=row.id,
+        )
+
+    @strawberry.field(description="How many books (not removed) the category holds.")
+    async def book_count(self, info: Info) -> int:
+        return await info.context.catalog.book_count_by_category.load(self.pk)
+
+
+@strawberry.type(description="A book of the catalogue, keyed by its UPC.")
+class Book(Node):
+    upc: str
+    title: str
+    product_type: str
+    price: float = strawberry.field(description="Price as shown on the site (incl. tax), GBP.")
+    price_excl_tax: float
+    price_incl_tax: float
+    tax: float
+    currency: str
+    availability: int = strawberry.field(description="Copies in stock.")
+    in_stock: bool
+    rating: int = strawberry.field(description="Star rating, 1 to 5.")
+    num_reviews: int
+    image_url: str
+    product_url: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    removed_at: datetime | None = strawberry.field(
+        description="When the book vanished from the site (or was deleted); null while listed."
+    )
+    pk: strawberry.Private[int]
+    category_pk: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Book:
+        incl = from_pence(row.price_incl_tax_pence)
+        return cls(
+            id=strawberry.ID(to_global_id("Book", row.upc)),
+            upc=row.upc,
+            title=row.title,
+            product_type=row.product_type,
+            price=incl,
+            price_excl_tax=from_pence(row.price_excl_tax_pence),
+            price_incl_tax=incl,
+            tax=from_pence(row.tax_pence),
+            currency=row.currency,
+            availability=row.availability,
+            in_stock=row.availability > 0,
+            rating=row.rating,
+            num_reviews=row.num_reviews,
+            image_url=row.image_url,
+            product_url=row.product_url,
+            first_seen_at=row.first_seen_at,
+            last_seen_at=row.last_seen_at,
+            removed_at=row.removed_at,
+            pk=row.id,
+            category_pk=row.category_id,
+        )
+
+    @strawberry.field(description="The product description; null when the page has none.")
+    async def description(self, info: Info) -> str | None:
+        return await info.context.catalog.description_by_book.load(self.pk)
+
+    @strawberry.field
+    async def category(self, info: Info) -> Category:
+        row = await info.context.catalog.category_by_id.load(self.category_pk)
+        if row is None:  # the foreign key makes this impossible short of a race with a delete
+            raise LookupError(f"category {self.category_pk} of book {self.upc} is missing")
+        return Category.from_row(row)
+
+    @strawberry.field(description=f"Newest first; at most {HISTORY_CAP} points.")
+    async def price_history(
+        self,
+        info: Info,
+        first: Annotated[
+            int, strawberry.argument(description=f"How many points (1 to {HISTORY_CAP}).")
+        ] = DEFAULT_HISTORY,
+    ) -> list[PricePoint]:
+        if not 1 <= first <= HISTORY_CAP:
+            raise BadUserInput(f"`first` must be between 1 and {HISTORY_CAP}", argument="first")
+        rows = await info.context.catalog.price_history(first).load(self.pk)
+        return [PricePoint.from_row(row) for row in rows]
+
+
+@strawberry.type
+class BookEdge:
+    cursor: str
+    node: Book
+
+
+@strawberry.type(description="A page of books.")
+class BookConnection:
+    edges: list[BookEdge]
+    page_info: PageInfo
+    count_total: strawberry.Private[Any]
+
+    @strawberry.field(description="How many books match, across all pages.")
+    async def total_count(self) -> int:
+        return int(await self.count_total())

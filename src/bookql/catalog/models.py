@@ -1,0 +1,108 @@
+"""Catalogue tables.
+
+Books are keyed by UPC (titles are not unique). Money is integer pence: SQLite has no
+exact decimal type. Descriptions live in a side table so that scans and aggregates over
+``books`` do not wade through kilobytes of text per row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel
+
+from bookql.db.base import metadata, table_of
+from bookql.db.types import UTCDateTime
+
+__all__ = [
+    "BookDescriptionRow",
+    "BookRow",
+    "CategoryRow",
+    "PricePointRow",
+    "books",
+    "categories",
+    "descriptions",
+    "metadata",
+    "price_points",
+]
+
+
+class CategoryRow(SQLModel, table=True):
+    __tablename__ = "categories"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    slug: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+
+
+class BookRow(SQLModel, table=True):
+    __tablename__ = "books"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
+        CheckConstraint(
+            "price_excl_tax_pence >= 0 AND price_incl_tax_pence >= 0 AND tax_pence >= 0",
+            name="prices_not_negative",
+        ),
+        CheckConstraint("availability >= 0", name="availability_not_negative"),
+        CheckConstraint("num_reviews >= 0", name="num_reviews_not_negative"),
+        # Keyset pagination and filters: every sortable column paired with the id tie-break.
+        Index("ix_books_price_id", "price_incl_tax_pence", "id"),
+        Index("ix_books_rating_id", "rating", "id"),
+        Index("ix_books_title_id", "title", "id"),
+        Index("ix_books_availability_id", "availability", "id"),
+        Index("ix_books_last_seen_id", "last_seen_at", "id"),
+        Index("ix_books_category_id", "category_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    upc: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    product_type: str = Field(sa_column=Column(String(100), nullable=False))
+    price_excl_tax_pence: int = Field(sa_column=Column(Integer, nullable=False))
+    price_incl_tax_pence: int = Field(sa_column=Column(Integer, nullable=False))
+    tax_pence: int = Field(sa_column=Column(Integer, nullable=False))
+    currency: str = Field(sa_column=Column(String(3), nullable=False))
+    availability: int = Field(sa_column=Column(Integer, nullable=False))
+    rating: int = Field(sa_column=Column(Integer, nullable=False))
+    num_reviews: int = Field(sa_column=Column(Integer, nullable=False))
+    image_url: str = Field(sa_column=Column(Text, nullable=False))
+    product_url: str = Field(sa_column=Column(Text, nullable=False))
+    category_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("categories.id", ondelete="RESTRICT"), nullable=False)
+    )
+    first_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    removed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class BookDescriptionRow(SQLModel, table=True):
+    __tablename__ = "book_descriptions"
+
+    book_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("books.id", ondelete="CASCADE"), primary_key=True)
+    )
+    description: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class PricePointRow(SQLModel, table=True):
+    """One observation of a book's prices and stock; a new one only when they change."""
+
+    __tablename__ = "price_points"
+    __table_args__ = (Index("ix_price_points_book_observed", "book_id", "observed_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    book_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("books.id", ondelete="CASCADE"), nullable=False)
+    )
+    observed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    price_excl_tax_pence: int = Field(sa_column=Column(Integer, nullable=False))
+    price_incl_tax_pence: int = Field(sa_column=Column(Integer, nullable=False))
+    tax_pence: int = Field(sa_column=Column(Integer, nullable=False))
+    availability: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+categories = table_of(CategoryRow)
+books = table_of(BookRow)
+descriptions = table_of(BookDescriptionRow)
+price_points = table_of(PricePointRow)

@@ -1,0 +1,140 @@
+"""Reading the catalogue: pages of books, and the batched look-ups behind the DataLoaders."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Row, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bookql.catalog.models import books, categories, descriptions, price_points
+from bookql.db.keyset import Ordering, SortColumn
+
+BOOK_COLUMNS = (
+    books.c.id,
+    books.c.upc,
+    books.c.title,
+    books.c.product_type,
+    books.c.price_excl_tax_pence,
+    books.c.price_incl_tax_pence,
+    books.c.tax_pence,
+    books.c.currency,
+    books.c.availability,
+    books.c.rating,
+    books.c.num_reviews,
+    books.c.image_url,
+    books.c.product_url,
+    books.c.category_id,
+    books.c.first_seen_at,
+    books.c.last_seen_at,
+    books.c.removed_at,
+)
+
+SITE_ORDER = Ordering("site", (SortColumn(books.c.id),))
+
+
+@dataclass(frozen=True, slots=True)
+class BookPage:
+    rows: list[Row[Any]]
+    cursors: list[str]
+    has_more: bool
+
+
+async def fetch_book_page(
+    conn: AsyncConnection,
+    *,
+    where: Sequence[ColumnElement[bool]],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    after_values: Sequence[Any] | None,
+) -> BookPage:
+    """One page in ``ordering``, read one row past the page to learn whether more follow.
+
+    Rows come back in the ordering's direction even when paging backwards.
+    """
+    sort_values = [col.column for col in ordering.columns]
+    statement = select(*BOOK_COLUMNS, *sort_values).where(*where)
+    if after_values is not None:
+        statement = statement.where(ordering.past(after_values, forward=forward))
+    statement = statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
+    rows = cast("list[Row[Any]]", list(await conn.execute(statement)))
+    has_more = len(rows) > size
+    rows = rows[:size]
+    if not forward:
+        rows.reverse()
+    width = len(BOOK_COLUMNS)
+    cursors = [ordering.cursor_payload(tuple(row)[width:]) for row in rows]
+    return BookPage(rows=rows, cursors=cursors, has_more=has_more)
+
+
+async def count_books(conn: AsyncConnection, where: Sequence[ColumnElement[bool]]) -> int:
+    statement = select(func.count()).select_from(books).where(*where)
+    return int((await conn.execute(statement)).scalar_one())
+
+
+async def books_by_upcs(conn: AsyncConnection, upcs: Sequence[str]) -> dict[str, Row[Any]]:
+    result = await conn.execute(select(*BOOK_COLUMNS).where(books.c.upc.in_(upcs)))
+    return {row.upc: cast("Row[Any]", row) for row in result}
+
+
+async def categories_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Row[Any]]:
+    result = await conn.execute(select(categories).where(categories.c.id.in_(ids)))
+    return {row.id: row for row in result}
+
+
+async def categories_by_slugs(conn: AsyncConnection, slugs: Sequence[str]) -> dict[str, Row[Any]]:
+    result = await conn.execute(select(categories).where(categories.c.slug.in_(slugs)))
+    return {row.slug: row for row in result}
+
+
+async def all_categories(conn: AsyncConnection) -> list[Row[Any]]:
+    result = await conn.execute(select(categories).order_by(categories.c.name))
+    return list(result)
+
+
+async def book_counts_by_category(
+    conn: AsyncConnection, category_ids: Sequence[int]
+) -> dict[int, int]:
+    statement = (
+        select(books.c.category_id, func.count())
+        .where(books.c.category_id.in_(category_ids), books.c.removed_at.is_(None))
+        .group_by(books.c.category_id)
+    )
+    return {row[0]: row[1] for row in await conn.execute(statement)}
+
+
+async def descriptions_by_book_ids(
+    conn: AsyncConnection, book_ids: Sequence[int]
+) -> dict[int, str]:
+    statement = select(descriptions.c.book_id, descriptions.c.description).where(
+        descriptions.c.book_id.in_(book_ids)
+    )
+    return {row[0]: row[1] for row in await conn.execute(statement)}
+
+
+async def price_history_by_book_ids(
+    conn: AsyncConnection, book_ids: Sequence[int], limit: int
+) -> dict[int, list[Row[Any]]]:
+    """Each book's newest ``limit`` price points, newest first, in one statement."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=price_points.c.book_id,
+            order_by=(price_points.c.observed_at.desc(), price_points.c.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(price_points, rank).where(price_points.c.book_id.in_(book_ids)).subquery("ranked")
+    )
+    statement = (
+        select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.book_id, ranked.c.rank)
+    )
+    history: dict[int, list[Row[Any]]] = defaultdict(list)
+    for row in await conn.execute(statement):
+        history[row.book_id].append(row)
+    return history

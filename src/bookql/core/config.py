@@ -1,0 +1,114 @@
+"""Settings, read once from the environment (prefix ``BOOKQL_``) with pydantic-settings.
+
+The data directory anchors every default path, so that ``scrapy crawl books`` run in
+``crawler/`` and ``bookql serve`` run at the root open the same database file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bookql.core.errors import ConfigError
+
+MIN_SECRET_LENGTH = 32
+_INSECURE_SECRETS = frozenset({"secret", "changeme", "change-me", "changethis", "development"})
+
+
+def checkout_root() -> Path | None:
+    """The repository root when running from a source checkout (``pip install -e .``)."""
+    root = Path(__file__).resolve().parents[3]
+    if (root / "pyproject.toml").is_file() and (root / "src" / "bookql").is_dir():
+        return root
+    return None
+
+
+def default_data_dir() -> Path:
+    return checkout_root() or Path(platformdirs.user_data_dir("bookql", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKQL_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    debug: bool = False
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    auto_migrate: bool = Field(
+        default=True, description="`bookql serve` migrates the database to head first"
+    )
+    auto_seed: bool = Field(
+        default=True,
+        description="`bookql serve` loads the bundled snapshot into an empty catalogue",
+    )
+    jwt_secret: SecretStr | None = None
+    models_dir: Path | None = None
+    redis_url: str | None = None
+    public_catalogue: bool = True
+    crawl_allowed_hosts: Annotated[list[str], NoDecode] = ["books.toscrape.com"]
+
+    @field_validator("crawl_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://HOST:PORT/DB, rediss://… or unix://…")
+        return value or None
+
+    @field_validator("data_dir", "models_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'bookql.db'}"
+
+    @property
+    def effective_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models_store"
+
+    def check_production(self) -> None:
+        """Refuse the insecure development defaults when ``BOOKQL_ENV=production``."""
+        if not self.is_production:
+            return
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if not secret:
+            raise ConfigError("production needs a signing key: set BOOKQL_JWT_SECRET")
+        if len(secret) < MIN_SECRET_LENGTH or secret.lower() in _INSECURE_SECRETS:
+            raise ConfigError(
+                f"BOOKQL_JWT_SECRET is too weak for production: use at least "
+                f"{MIN_SECRET_LENGTH} random characters"
+            )
+        if self.debug:
+            raise ConfigError("production refuses debug mode: unset BOOKQL_DEBUG")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"BOOKQL_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

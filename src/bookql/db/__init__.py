@@ -1,0 +1,1 @@
+"""Database plumbing shared by every domain: URLs, engines, column types, migrations."""

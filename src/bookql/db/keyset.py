@@ -1,0 +1,95 @@
+"""Keyset ("seek") pagination: stable under inserts, and as fast on page 50 as on page 1.
+
+An ordering is a list of columns ending in a unique tie-break; a cursor holds the values of
+those columns for one row, and the next page is every row strictly past it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, or_
+
+
+@dataclass(frozen=True, slots=True)
+class SortColumn:
+    column: ColumnElement[Any]
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ordering:
+    """A named total order: ``name`` goes into cursors so a cursor cannot cross orderings."""
+
+    name: str
+    columns: tuple[SortColumn, ...]
+
+    def order_by(self, *, forward: bool) -> list[ColumnElement[Any]]:
+        return [
+            col.column.desc() if col.descending == forward else col.column.asc()
+            for col in self.columns
+        ]
+
+    def past(self, values: Sequence[Any], *, forward: bool) -> ColumnElement[bool]:
+        """Rows strictly after ``values`` in this order (strictly before when backwards)."""
+        clauses: list[ColumnElement[bool]] = []
+        for index, col in enumerate(self.columns):
+            equal = [self.columns[i].column == values[i] for i in range(index)]
+            ascending = col.descending != forward
+            step = col.column > values[index] if ascending else col.column < values[index]
+            clauses.append(and_(*equal, step))
+        return or_(*clauses)
+
+    def cursor_payload(self, row_values: Sequence[Any]) -> str:
+        encoded = [v.isoformat() if isinstance(v, datetime) else v for v in row_values]
+        return orjson.dumps([self.name, *encoded]).decode()
+
+    def parse_cursor_payload(self, payload: str) -> list[Any] | None:
+        """The row values in a cursor of this ordering, or None if it is not one."""
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, list) or len(data) != len(self.columns) + 1:
+            return None
+        if data[0] != self.name:
+            return None
+        values: list[Any] = []
+        for col, raw in zip(self.columns, data[1:], strict=True):
+            value = _decode(col.column, raw)
+            if value is _INVALID:
+                return None
+            values.append(value)
+        return values
+
+
+_INVALID = object()
+
+
+def _decode(column: ColumnElement[Any], raw: Any) -> Any:
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return raw
+    if raw is None:
+        return None
+    if python_type is datetime:
+        if not isinstance(raw, str):
+            return _INVALID
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            return _INVALID
+    if python_type is int:
+        return raw if isinstance(raw, int) and not isinstance(raw, bool) else _INVALID
+    if python_type is float:
+        return (
+            float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else _INVALID
+        )
+    if python_type is str:
+        return raw if isinstance(raw, str) else _INVALID
+    return raw

@@ -1,0 +1,9 @@
+"""Every table of every domain, imported so the shared metadata is complete.
+
+Alembic and the schema tests read ``metadata`` from here; a new domain adds its models below.
+"""
+
+from bookql.catalog import models as catalog_models
+from bookql.db.base import metadata
+
+__all__ = ["catalog_models", "metadata"]

@@ -1,0 +1,107 @@
+"""The HTTP surface around GraphQL: probes, request ids, error codes and masking."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bookql.api.app import create_app
+from bookql.catalog import queries
+from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
+
+
+async def test_healthz(http: httpx.AsyncClient) -> None:
+    response = await http.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_reports_each_check(
+    http: httpx.AsyncClient, seeded_db: ScratchDatabase
+) -> None:
+    response = await http.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["database"] == {"status": "ok", "dialect": seeded_db.backend}
+    assert body["checks"]["migrations"]["status"] == "ok"
+    assert "redis" not in body["checks"]
+
+
+async def _readyz(settings_db: ScratchDatabase, **overrides: object) -> httpx.Response:
+    app = create_app(settings_db.settings(**overrides))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        response = await client.get("/readyz")
+    await app.state.engine.dispose()
+    if app.state.redis is not None:
+        await app.state.redis.aclose()
+    return response
+
+
+async def test_readyz_fails_on_an_unmigrated_database(blank_db: ScratchDatabase) -> None:
+    response = await _readyz(blank_db)
+    assert response.status_code == 503
+    migrations = response.json()["checks"]["migrations"]
+    assert migrations["status"] == "error" and migrations["current"] is None
+
+
+async def test_readyz_fails_when_the_database_is_gone(tmp_path: Path) -> None:
+    gone = ScratchDatabase("postgresql", "postgresql+psycopg://nobody@127.0.0.1:1/none", tmp_path)
+    response = await _readyz(gone)
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"]["status"] == "error"
+
+
+async def test_readyz_checks_redis(seeded_db: ScratchDatabase, redis_url: str) -> None:
+    up = await _readyz(seeded_db, redis_url=redis_url)
+    assert up.status_code == 200 and up.json()["checks"]["redis"] == {"status": "ok"}
+    down = await _readyz(seeded_db, redis_url="redis://127.0.0.1:1/0")
+    assert down.status_code == 503
+    assert down.json()["checks"]["redis"]["status"] == "error"
+
+
+async def test_request_id_is_kept_or_made(http: httpx.AsyncClient) -> None:
+    made = await http.get("/healthz")
+    assert len(made.headers["x-request-id"]) == 32
+    kept = await http.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    assert kept.headers["x-request-id"] == "trace-42"
+    refused = await http.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert refused.headers["x-request-id"] != "bad id\twith spaces"
+
+
+async def test_parse_and_validation_errors_have_codes(gql: GraphQLClient) -> None:
+    assert error_codes(await gql.execute("{ books(first: 1 ")) == ["GRAPHQL_PARSE_FAILED"]
+    assert error_codes(await gql.execute("{ nope }")) == ["GRAPHQL_VALIDATION_FAILED"]
+    bad_variable = await gql.execute(
+        "query($n: Int) { books(first: $n) { totalCount } }", {"n": "five"}
+    )
+    assert error_codes(bad_variable) == ["BAD_USER_INPUT"]
+
+
+async def test_unexpected_errors_are_masked_and_logged(
+    gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def explode(*_args: object) -> dict[int, str]:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    monkeypatch.setattr(queries, "descriptions_by_book_ids", explode)
+    with caplog.at_level(logging.ERROR, logger="bookql.errors"):
+        response = await gql.http.post(
+            "/graphql",
+            json={"query": "{ books(first: 2) { edges { node { title description } } } }"},
+            headers={"X-Request-ID": "req-123"},
+        )
+    body = response.json()
+    assert error_codes(body) == ["INTERNAL_SERVER_ERROR", "INTERNAL_SERVER_ERROR"]
+    assert body["errors"][0]["message"] == "Internal server error."
+    assert body["errors"][0]["extensions"]["requestId"] == "req-123"
+    assert "hunter2" not in response.text
+    nodes = [edge["node"] for edge in body["data"]["books"]["edges"]]
+    assert [node["description"] for node in nodes] == [None, None]  # nullable: the rest stands
+    assert all(node["title"] for node in nodes)
+    assert any("req-123" in record.getMessage() for record in caplog.records)
