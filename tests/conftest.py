@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("BOOKQL_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("BOOKQL_TEST_REDIS_URL")
 BACKENDS = ["sqlite", "postgresql"]
+# OWASP's minimum argon2id cost (the floor the settings accept), to keep the suite quick.
+FAST_ARGON2 = {"argon2_time_cost": 2, "argon2_memory_kib": 19_456, "argon2_parallelism": 1}
 
 
 def require_service(configured: str | None, variable: str, what: str) -> str:
@@ -52,8 +55,9 @@ class ScratchDatabase:
     data_dir: Path
 
     def settings(self, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {"database_url": self.url, "data_dir": self.data_dir}
-        return Settings(**(values | overrides))
+        return Settings.model_validate(
+            {"database_url": self.url, "data_dir": self.data_dir, **FAST_ARGON2} | overrides
+        )
 
 
 class PostgresDatabases:
@@ -118,7 +122,7 @@ def _seed(database: ScratchDatabase) -> None:
 def seeded_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> ScratchDatabase:
-    """A migrated database holding the bundled catalogue; tests must not write to it."""
+    """A migrated database holding the bundled catalogue; tests must not change the catalogue."""
     database = _new_database(
         request.param, request, tmp_path_factory.mktemp("seeded"), migrate=True
     )
@@ -145,29 +149,41 @@ class GraphQLClient:
         self.http = http
 
     async def execute(
-        self, query: str, variables: dict[str, Any] | None = None, **headers: str
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
     ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = await self.http.post(
             "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
         )
         body: dict[str, Any] = response.json()
         return body
 
-    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The data of a query that must succeed."""
-        body = await self.execute(query, variables)
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        """The data of an operation that must succeed."""
+        body = await self.execute(query, variables, token=token)
         assert "errors" not in body, body.get("errors")
         data: dict[str, Any] = body["data"]
         return data
 
 
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to a fresh app in-process (lifespan included)."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        yield client
+
+
 @pytest.fixture
 async def http(seeded_db: ScratchDatabase) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(seeded_db.settings())
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with app_client(seeded_db.settings()) as client:
         yield client
-    await app.state.engine.dispose()
 
 
 @pytest.fixture

@@ -13,15 +13,22 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bookql.accounts.setup import build_accounts
 from bookql.api.schema import build_schema, print_sdl
+from bookql.core.config import Settings
+from bookql.db.engine import create_async_db_engine
+from bookql.db.migrate import head_revision
 from tests.catalogue import snapshot_books
 
 REPO = Path(__file__).parents[1]
 
 
-def bookql(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def bookql(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bookql", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -58,10 +65,36 @@ def test_bad_configuration_stops_with_one_line(
 def test_upgrade_and_seed_from_the_command_line(tmp_path: Path) -> None:
     env = {"BOOKQL_DATA_DIR": str(tmp_path)}
     assert "migrated to head" in bookql("db", "upgrade", env=env).stdout
-    assert "head:    0001" in bookql("db", "current", env=env).stdout
+    assert f"head:    {head_revision()}" in bookql("db", "current", env=env).stdout
     assert bookql("seed", env=env).stdout.strip() == "seeded 1000 new books (0 already stored)"
     assert bookql("seed", env=env).stdout.strip() == "seeded 0 new books (1000 already stored)"
     assert (tmp_path / "bookql.db").is_file()
+
+
+def test_users_create_reads_the_password_from_stdin(tmp_path: Path) -> None:
+    env = {"BOOKQL_DATA_DIR": str(tmp_path), "BOOKQL_ARGON2_TIME_COST": "2"}
+    bookql("db", "upgrade", env=env)
+    made = bookql("users", "create", "Root", "--admin", env=env, stdin="a long admin password\n")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "created admin root"
+    again = bookql("users", "create", "root", env=env, stdin="another password\n")
+    assert again.returncode == 1
+    assert again.stderr.strip() == "bookql: error: that username is already taken"
+    short = bookql("users", "create", "bob", env=env, stdin="short\n")
+    assert short.returncode == 1
+    assert "8 to 256 characters" in short.stderr
+
+
+async def test_created_admin_can_log_in(tmp_path: Path) -> None:
+    env = {"BOOKQL_DATA_DIR": str(tmp_path)}
+    bookql("db", "upgrade", env=env)
+    bookql("users", "create", "boss", "--admin", env=env, stdin="a long admin password\n")
+    settings = Settings(data_dir=tmp_path)
+    engine = create_async_db_engine(settings)
+    accounts = build_accounts(settings, engine, None)
+    session = await accounts.login("boss", "a long admin password", None)
+    await engine.dispose()
+    assert session.user.role == "ADMIN"
 
 
 def test_schema_file_is_the_served_schema() -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bookql.api.app import create_app
 from bookql.catalog import queries
-from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
+from tests.conftest import GraphQLClient, ScratchDatabase, app_client, error_codes
 
 
 async def test_healthz(http: httpx.AsyncClient) -> None:
@@ -32,15 +31,8 @@ async def test_readyz_reports_each_check(
 
 
 async def _readyz(settings_db: ScratchDatabase, **overrides: object) -> httpx.Response:
-    app = create_app(settings_db.settings(**overrides))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
-    ) as client:
-        response = await client.get("/readyz")
-    await app.state.engine.dispose()
-    if app.state.redis is not None:
-        await app.state.redis.aclose()
-    return response
+    async with app_client(settings_db.settings(**overrides)) as client:
+        return await client.get("/readyz")
 
 
 async def test_readyz_fails_on_an_unmigrated_database(blank_db: ScratchDatabase) -> None:

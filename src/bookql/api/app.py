@@ -16,8 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UnsetType
 
+from bookql.accounts.service import Accounts
+from bookql.accounts.setup import build_accounts
 from bookql.api.context import Context
+from bookql.api.errors import BookQLError
 from bookql.api.health import healthz, readyz
 from bookql.api.middleware import RequestIdMiddleware, request_id_of
 from bookql.api.schema import build_schema
@@ -29,10 +34,13 @@ from bookql.db.engine import create_async_db_engine
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context and orjson on the way out."""
 
-    def __init__(self, schema: strawberry.Schema, settings: Settings, engine: AsyncEngine) -> None:
+    def __init__(
+        self, schema: strawberry.Schema, settings: Settings, engine: AsyncEngine, accounts: Accounts
+    ) -> None:
         super().__init__(schema)
         self.settings = settings
         self.engine = engine
+        self.accounts = accounts
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -43,11 +51,21 @@ class GraphQLApp(GraphQL[Context, None]):
             settings=self.settings,
             engine=self.engine,
             request_id=request_id_of(request.scope),
+            accounts=self.accounts,
             catalog=CatalogLoaders(self.engine),
         )
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Credentials in ``connection_init`` are checked now: a bad token closes with 4403."""
+        try:
+            await context.auth.viewer()
+        except BookQLError:
+            raise ConnectionRejectionError({"message": "invalid credentials"}) from None
+        return UnsetType()  # acknowledge without a payload
+
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: graphql-transport-ws clients expect text frames.
+        return orjson.dumps(data).decode()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -55,11 +73,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings.check_production()
     engine = create_async_db_engine(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    graphql = GraphQLApp(build_schema(), settings, engine)
+    accounts = build_accounts(settings, engine, redis)
+    graphql = GraphQLApp(build_schema(), settings, engine, accounts)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        accounts.close()
         await engine.dispose()
         if redis is not None:
             await redis.aclose()

@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from bookql.accounts.auth import RequestAuth
+from bookql.accounts.service import Accounts
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
 
@@ -22,8 +24,20 @@ class Context:
     settings: Settings
     engine: AsyncEngine
     request_id: str
+    accounts: Accounts
     catalog: CatalogLoaders
+    auth: RequestAuth = field(init=False)
     connection_params: dict[str, Any] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.auth = RequestAuth(self.accounts, self._credentials)
+
+    def _credentials(self) -> str | None:
+        """The ``Authorization`` header, or over WebSocket the same key in ``connection_init``."""
+        if isinstance(self.request, WebSocket):
+            value = (self.connection_params or {}).get("Authorization")
+            return None if value is None else str(value)
+        return self.request.headers.get("authorization")
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import strawberry
+from sqlalchemy import ColumnElement, Row
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.api.errors import BadUserInput
+from bookql.db.keyset import Ordering, fetch_page
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -115,3 +120,46 @@ def _checked_size(name: str, value: int | None, max_size: int, default_size: int
             f"`{name}` is capped at {max_size} rows per page", argument=name, maximum=max_size
         )
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class PageSlice:
+    """The rows of one connection page with their (encoded) cursors and its ``PageInfo``."""
+
+    rows: list[Row[Any]]
+    cursors: list[str]
+    page_info: PageInfo
+
+
+async def load_page(
+    engine: AsyncEngine,
+    page: PageRequest,
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    ordering: Ordering,
+) -> PageSlice:
+    after_values = None
+    if page.cursor is not None:
+        after_values = ordering.parse_cursor_payload(decode_cursor(page.cursor))
+        if after_values is None:
+            raise BadUserInput(f"{page.cursor!r} is not a cursor of this list", argument="cursor")
+    async with engine.connect() as conn:
+        result = await fetch_page(
+            conn,
+            columns=columns,
+            where=where,
+            ordering=ordering,
+            size=page.size,
+            forward=page.forward,
+            after_values=after_values,
+        )
+    cursors = [encode_cursor(payload) for payload in result.cursor_payloads]
+    from_cursor = page.cursor is not None
+    page_info = PageInfo(
+        has_next_page=result.has_more if page.forward else from_cursor,
+        has_previous_page=from_cursor if page.forward else result.has_more,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+    return PageSlice(rows=result.rows, cursors=cursors, page_info=page_info)

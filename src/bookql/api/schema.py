@@ -10,6 +10,9 @@ from graphql import GraphQLError
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
+from bookql.accounts.graphql.permissions import check_catalogue_access
+from bookql.accounts.graphql.schema import AccountsMutation, AccountsQuery, load_user_node
+from bookql.accounts.graphql.types import User
 from bookql.api.context import Info
 from bookql.api.errors import ErrorCodes
 from bookql.api.relay import Node, from_global_id
@@ -18,14 +21,29 @@ from bookql.catalog.graphql.types import Book, Category
 
 DOCUMENT_CACHE_SIZE = 1000
 
-NODE_LOADERS: dict[str, Callable[[Info, str], Awaitable[Any]]] = {
-    "Book": load_book,
-    "Category": load_category,
+
+NodeLoader = Callable[[Info, str], Awaitable[Any]]
+
+
+def _catalogue(load: NodeLoader) -> NodeLoader:
+    """``node`` for a catalogue type applies the catalogue's own permission first."""
+
+    async def checked(info: Info, key: str) -> Any:
+        await check_catalogue_access(info)
+        return await load(info, key)
+
+    return checked
+
+
+NODE_LOADERS: dict[str, NodeLoader] = {
+    "Book": _catalogue(load_book),
+    "Category": _catalogue(load_category),
+    "User": load_user_node,
 }
 
 
 @strawberry.type
-class Query(CatalogQuery):
+class Query(CatalogQuery, AccountsQuery):
     @strawberry.field(description="Any object by its global id; null when there is none.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, key = from_global_id(id)
@@ -36,6 +54,11 @@ class Query(CatalogQuery):
         return node
 
 
+@strawberry.type
+class Mutation(AccountsMutation):
+    pass
+
+
 class BookQLSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Silent: expected errors are the client's business, and ``ErrorCodes`` logs the rest."""
@@ -44,7 +67,8 @@ class BookQLSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     return BookQLSchema(
         query=Query,
-        types=[Book, Category],
+        mutation=Mutation,
+        types=[Book, Category, User],
         extensions=[
             ErrorCodes,  # first: it tags what the extensions after it report
             lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, func, select
@@ -34,41 +33,6 @@ BOOK_COLUMNS = (
 )
 
 SITE_ORDER = Ordering("site", (SortColumn(books.c.id),))
-
-
-@dataclass(frozen=True, slots=True)
-class BookPage:
-    rows: list[Row[Any]]
-    cursors: list[str]
-    has_more: bool
-
-
-async def fetch_book_page(
-    conn: AsyncConnection,
-    *,
-    where: Sequence[ColumnElement[bool]],
-    ordering: Ordering,
-    size: int,
-    forward: bool,
-    after_values: Sequence[Any] | None,
-) -> BookPage:
-    """One page in ``ordering``, read one row past the page to learn whether more follow.
-
-    Rows come back in the ordering's direction even when paging backwards.
-    """
-    sort_values = [col.column for col in ordering.columns]
-    statement = select(*BOOK_COLUMNS, *sort_values).where(*where)
-    if after_values is not None:
-        statement = statement.where(ordering.past(after_values, forward=forward))
-    statement = statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
-    rows = cast("list[Row[Any]]", list(await conn.execute(statement)))
-    has_more = len(rows) > size
-    rows = rows[:size]
-    if not forward:
-        rows.reverse()
-    width = len(BOOK_COLUMNS)
-    cursors = [ordering.cursor_payload(tuple(row)[width:]) for row in rows]
-    return BookPage(rows=rows, cursors=cursors, has_more=has_more)
 
 
 async def count_books(conn: AsyncConnection, where: Sequence[ColumnElement[bool]]) -> int:

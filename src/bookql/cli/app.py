@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -21,6 +22,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 log = logging.getLogger("bookql.cli")
 
@@ -105,6 +108,47 @@ def seed() -> None:
         )
 
     asyncio.run(run())
+
+
+def _read_password() -> str:
+    """From a hidden prompt (typed twice) on a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="The new user's name.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make an administrator.")] = False,
+    email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
+) -> None:
+    """Create a user; the password is read from a prompt or stdin, never from arguments."""
+    from bookql.accounts.models import Role
+    from bookql.accounts.setup import build_accounts
+    from bookql.api.errors import BookQLError
+    from bookql.db.engine import create_async_db_engine
+
+    settings = get_settings()
+    check_connection(create_sync_engine(settings))
+    password = _read_password()
+
+    async def run() -> str:
+        engine = create_async_db_engine(settings)
+        try:
+            accounts = build_accounts(settings, engine, None)
+            role = Role.ADMIN if admin else Role.USER
+            row = await accounts.create_user(username, password, email=email, role=role)
+            return f"created {role.value.lower()} {row.username}"
+        finally:
+            await engine.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except BookQLError as exc:
+        typer.echo(f"bookql: error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
 
 
 @app.command("export-schema")

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
         description="`bookql serve` loads the bundled snapshot into an empty catalogue",
     )
     jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "bookql"
+    jwt_audience: str = "bookql-api"
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
+    refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=3600)
+    registration_open: bool = True
+    password_min_length: int = Field(default=8, ge=8)
+    password_max_length: int = Field(default=256, ge=16, le=4096)
+    # argon2id cost; the floor is OWASP's minimum (19 MiB, 2 passes, 1 lane).
+    argon2_time_cost: int = Field(default=3, ge=2)
+    argon2_memory_kib: int = Field(default=65_536, ge=19_456)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    password_hash_concurrency: int = Field(
+        default=2, ge=1, description="argon2 computations at once per process (threads)"
+    )
+    login_max_failures_per_user: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
     models_dir: Path | None = None
     redis_url: str | None = None
     public_catalogue: bool = True

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, Row, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +94,39 @@ def _decode(column: ColumnElement[Any], raw: Any) -> Any:
     if python_type is str:
         return raw if isinstance(raw, str) else _INVALID
     return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row[Any]]
+    cursor_payloads: list[str]
+    has_more: bool
+
+
+async def fetch_page(
+    conn: AsyncConnection,
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    after_values: Sequence[Any] | None,
+) -> Page:
+    """One page in ``ordering``, reading one row past it to learn whether more follow.
+
+    Rows come back in the ordering's direction even when paging backwards.
+    """
+    sort_values = [col.column for col in ordering.columns]
+    statement = select(*columns, *sort_values).where(*where)
+    if after_values is not None:
+        statement = statement.where(ordering.past(after_values, forward=forward))
+    statement = statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
+    rows = cast("list[Row[Any]]", list(await conn.execute(statement)))
+    has_more = len(rows) > size
+    rows = rows[:size]
+    if not forward:
+        rows.reverse()
+    width = len(columns)
+    payloads = [ordering.cursor_payload(tuple(row)[width:]) for row in rows]
+    return Page(rows=rows, cursor_payloads=payloads, has_more=has_more)

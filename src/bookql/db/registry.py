@@ -3,7 +3,8 @@
 Alembic and the schema tests read ``metadata`` from here; a new domain adds its models below.
 """
 
+from bookql.accounts import models as accounts_models
 from bookql.catalog import models as catalog_models
 from bookql.db.base import metadata
 
-__all__ = ["catalog_models", "metadata"]
+__all__ = ["accounts_models", "catalog_models", "metadata"]

@@ -6,15 +6,18 @@ from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import ColumnElement
+from strawberry.permission import BasePermission
 
+from bookql.accounts.graphql.permissions import CanReadCatalogue
 from bookql.api.context import Info
 from bookql.api.errors import BadUserInput
-from bookql.api.relay import PageInfo, PageRequest, decode_cursor, encode_cursor, expect_global_id
+from bookql.api.relay import PageRequest, expect_global_id, load_page
 from bookql.catalog import queries
 from bookql.catalog.graphql.types import Book, BookConnection, BookEdge, Category
 from bookql.catalog.models import books
 from bookql.db.keyset import Ordering
 
+READ: list[type[BasePermission]] = [CanReadCatalogue]
 PageArgument = Annotated[int | None, strawberry.argument(description="Page size, at most 100.")]
 CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
 
@@ -29,38 +32,20 @@ async def book_connection(
     where: list[ColumnElement[bool]],
     ordering: Ordering,
 ) -> BookConnection:
-    after_values = None
-    if page.cursor is not None:
-        after_values = ordering.parse_cursor_payload(decode_cursor(page.cursor))
-        if after_values is None:
-            raise BadUserInput(f"{page.cursor!r} is not a cursor of this list", argument="cursor")
     engine = info.context.engine
-    async with engine.connect() as conn:
-        result = await queries.fetch_book_page(
-            conn,
-            where=where,
-            ordering=ordering,
-            size=page.size,
-            forward=page.forward,
-            after_values=after_values,
-        )
+    result = await load_page(
+        engine, page, columns=queries.BOOK_COLUMNS, where=where, ordering=ordering
+    )
     edges = [
-        BookEdge(cursor=encode_cursor(cursor), node=Book.from_row(row))
+        BookEdge(cursor=cursor, node=Book.from_row(row))
         for row, cursor in zip(result.rows, result.cursors, strict=True)
     ]
-    has_more, came_from_cursor = result.has_more, page.cursor is not None
-    page_info = PageInfo(
-        has_next_page=has_more if page.forward else came_from_cursor,
-        has_previous_page=came_from_cursor if page.forward else has_more,
-        start_cursor=edges[0].cursor if edges else None,
-        end_cursor=edges[-1].cursor if edges else None,
-    )
 
     async def count_total() -> int:
         async with engine.connect() as conn:
             return await queries.count_books(conn, where)
 
-    return BookConnection(edges=edges, page_info=page_info, count_total=count_total)
+    return BookConnection(edges=edges, page_info=result.page_info, count_total=count_total)
 
 
 def _exactly_one(**arguments: Any) -> tuple[str, Any]:
@@ -85,7 +70,9 @@ async def load_category(info: Info, key: str) -> Category | None:
 
 @strawberry.type
 class CatalogQuery:
-    @strawberry.field(description="One book, by global id or by UPC (exactly one).")
+    @strawberry.field(
+        description="One book, by global id or by UPC (exactly one).", permission_classes=READ
+    )
     async def book(
         self, info: Info, id: strawberry.ID | None = None, upc: str | None = None
     ) -> Book | None:
@@ -93,7 +80,9 @@ class CatalogQuery:
         key = expect_global_id(value, "Book") if name == "id" else value
         return await load_book(info, key)
 
-    @strawberry.field(description="Books still listed on the site, in site order.")
+    @strawberry.field(
+        description="Books still listed on the site, in site order.", permission_classes=READ
+    )
     async def books(
         self,
         info: Info,
@@ -105,7 +94,9 @@ class CatalogQuery:
         page = PageRequest.from_args(first, after, last, before)
         return await book_connection(info, page, _listed(), queries.SITE_ORDER)
 
-    @strawberry.field(description="One category, by global id or by slug (exactly one).")
+    @strawberry.field(
+        description="One category, by global id or by slug (exactly one).", permission_classes=READ
+    )
     async def category(
         self, info: Info, id: strawberry.ID | None = None, slug: str | None = None
     ) -> Category | None:
@@ -115,7 +106,7 @@ class CatalogQuery:
         row = await info.context.catalog.category_by_slug.load(value)
         return Category.from_row(row) if row is not None else None
 
-    @strawberry.field(description="Every category, by name.")
+    @strawberry.field(description="Every category, by name.", permission_classes=READ)
     async def categories(self, info: Info) -> list[Category]:
         async with info.context.engine.connect() as conn:
             rows = await queries.all_categories(conn)

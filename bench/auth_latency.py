@@ -1,0 +1,134 @@
+"""``{ __typename }`` latency with the server idle, and while 16 logins run at once.
+
+argon2id costs tens of milliseconds of CPU per login; run on the event loop it would stall
+every other request. Target: the loaded p50 within 5x of the idle p50.
+
+    python -m bench.auth_latency [--rounds 3] [--samples 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.harness import Latency, bookql_server, median, pin_self, table, write_results
+
+TYPENAME = {"query": "{ __typename }"}
+LOGIN = """mutation($u: String!, $p: String!) {
+    login(input: {username: $u, password: $p}) { accessToken } }"""
+PASSWORD = "benchmark password"
+LOGINS_AT_ONCE = 16
+
+
+async def _sample(client: httpx.AsyncClient, url: str, samples: int) -> list[float]:
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        response = await client.post(f"{url}/graphql", json=TYPENAME)
+        timings.append(time.perf_counter() - started)
+        assert response.json() == {"data": {"__typename": "Query"}}
+    return timings
+
+
+async def _login_forever(
+    client: httpx.AsyncClient, url: str, user: str, stop: asyncio.Event
+) -> int:
+    done = 0
+    while not stop.is_set():
+        response = await client.post(
+            f"{url}/graphql", json={"query": LOGIN, "variables": {"u": user, "p": PASSWORD}}
+        )
+        assert "errors" not in response.json(), response.text
+        done += 1
+    return done
+
+
+async def _round(url: str, samples: int) -> tuple[Latency, Latency, float]:
+    limits = httpx.Limits(max_connections=LOGINS_AT_ONCE + 4)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        await _sample(client, url, 50)  # warm up
+        idle = await _sample(client, url, samples)
+        stop = asyncio.Event()
+        logins = [
+            asyncio.create_task(_login_forever(client, url, f"bench{i}", stop))
+            for i in range(LOGINS_AT_ONCE)
+        ]
+        await asyncio.sleep(0.5)  # let the logins saturate the hashing threads
+        started = time.perf_counter()
+        loaded = await _sample(client, url, samples)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        completed = sum(await asyncio.gather(*logins))
+    return Latency.of(idle), Latency.of(loaded), completed / elapsed
+
+
+def _prepare(data_dir: Path, env: dict[str, str]) -> None:
+    bookql = [sys.executable, "-m", "bookql"]
+    full_env = {**os.environ, **env}
+    subprocess.run([*bookql, "db", "upgrade"], env=full_env, check=True, capture_output=True)
+    for i in range(LOGINS_AT_ONCE):
+        subprocess.run(
+            [*bookql, "users", "create", f"bench{i}"],
+            input=PASSWORD + "\n",
+            env=full_env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=300)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"BOOKQL_DATA_DIR": tmp, "BOOKQL_AUTO_SEED": "false"}
+        _prepare(Path(tmp), env)
+        pin_self(1)
+        rounds = []
+        with bookql_server(env, core=0) as server:
+            for _ in range(args.rounds):
+                rounds.append(asyncio.run(_round(server.url, args.samples)))
+    idle_p50 = median([r[0].p50_ms for r in rounds])
+    idle_p99 = median([r[0].p99_ms for r in rounds])
+    loaded_p50 = median([r[1].p50_ms for r in rounds])
+    loaded_p99 = median([r[1].p99_ms for r in rounds])
+    logins_per_s = median([r[2] for r in rounds])
+    ratio = loaded_p50 / idle_p50
+    print(
+        table(
+            [
+                ["{ __typename }", "p50 ms", "p99 ms"],
+                ["idle", f"{idle_p50:.2f}", f"{idle_p99:.2f}"],
+                [f"{LOGINS_AT_ONCE} logins at once", f"{loaded_p50:.2f}", f"{loaded_p99:.2f}"],
+                ["ratio (target <= 5x)", f"{ratio:.2f}x", f"{loaded_p99 / idle_p99:.2f}x"],
+            ]
+        )
+    )
+    print(f"logins completed meanwhile: {logins_per_s:.1f}/s (medians of {args.rounds} rounds)")
+    write_results(
+        "auth_latency",
+        {
+            "idle_p50_ms": idle_p50,
+            "idle_p99_ms": idle_p99,
+            "loaded_p50_ms": loaded_p50,
+            "loaded_p99_ms": loaded_p99,
+            "p50_ratio": ratio,
+            "logins_per_s": logins_per_s,
+            "rounds": args.rounds,
+            "samples": args.samples,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

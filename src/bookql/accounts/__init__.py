@@ -1,0 +1,1 @@
+"""Accounts: users, roles, passwords (argon2id), JWT access and refresh tokens, throttling."""

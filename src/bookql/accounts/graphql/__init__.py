@@ -1,0 +1,1 @@
+"""The accounts' GraphQL types, permissions and root fields."""

@@ -1,0 +1,39 @@
+"""The contract's permission table as Strawberry permission classes.
+
+Each raises the contract's error itself (``UNAUTHENTICATED`` or ``FORBIDDEN``) so that the
+code, not Strawberry's generic message, reaches the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
+
+from bookql.api.context import Info
+from bookql.api.errors import Unauthenticated
+
+
+async def check_catalogue_access(info: Info) -> None:
+    """Anyone while the catalogue is public; signed-in users otherwise."""
+    viewer = await info.context.auth.viewer()  # refuses bad credentials either way
+    if viewer is None and not info.context.settings.public_catalogue:
+        raise Unauthenticated("the catalogue is private: sign in first")
+
+
+class CanReadCatalogue(BasePermission):
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        await check_catalogue_access(info)
+        return True
+
+
+class IsAuthenticated(BasePermission):
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        await info.context.auth.require_user()
+        return True
+
+
+class IsAdmin(BasePermission):
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        await info.context.auth.require_admin()
+        return True
