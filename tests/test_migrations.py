@@ -7,7 +7,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from bookql.db.engine import create_sync_engine
-from bookql.db.migrate import current_revision, head_revision, is_at_head, upgrade
+from bookql.db.migrate import (
+    current_revision,
+    head_revision,
+    include_object,
+    is_at_head,
+    upgrade,
+)
 from bookql.db.registry import metadata
 from tests.conftest import ScratchDatabase
 
@@ -15,7 +21,9 @@ from tests.conftest import ScratchDatabase
 def _diff(database: ScratchDatabase) -> list[object]:
     engine = create_sync_engine(database.settings())
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": include_object}
+        )
         diff = compare_metadata(context, metadata)
     engine.dispose()
     return list(diff)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from sqlalchemy import ColumnElement, Row
+from sqlalchemy import ColumnElement, FromClause, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.api.errors import BadUserInput
@@ -138,6 +138,7 @@ async def load_page(
     columns: Sequence[ColumnElement[Any]],
     where: Sequence[ColumnElement[bool]],
     ordering: Ordering,
+    source: FromClause | None = None,
 ) -> PageSlice:
     after_values = None
     if page.cursor is not None:
@@ -153,13 +154,19 @@ async def load_page(
             size=page.size,
             forward=page.forward,
             after_values=after_values,
+            source=source,
         )
     cursors = [encode_cursor(payload) for payload in result.cursor_payloads]
+    page_info = page_info_for(page, result.has_more, cursors)
+    return PageSlice(rows=result.rows, cursors=cursors, page_info=page_info)
+
+
+def page_info_for(page: PageRequest, has_more: bool, cursors: list[str]) -> PageInfo:
+    """Relay's page info: "more" is known in the paging direction; behind a cursor, yes."""
     from_cursor = page.cursor is not None
-    page_info = PageInfo(
-        has_next_page=result.has_more if page.forward else from_cursor,
-        has_previous_page=from_cursor if page.forward else result.has_more,
+    return PageInfo(
+        has_next_page=has_more if page.forward else from_cursor,
+        has_previous_page=from_cursor if page.forward else has_more,
         start_cursor=cursors[0] if cursors else None,
         end_cursor=cursors[-1] if cursors else None,
     )
-    return PageSlice(rows=result.rows, cursors=cursors, page_info=page_info)

@@ -16,6 +16,7 @@ from bookql.accounts.graphql.types import User
 from bookql.api.context import Info
 from bookql.api.errors import ErrorCodes
 from bookql.api.relay import Node, from_global_id
+from bookql.catalog.graphql.mutations import CatalogMutation
 from bookql.catalog.graphql.schema import CatalogQuery, load_book, load_category
 from bookql.catalog.graphql.types import Book, Category
 
@@ -55,7 +56,7 @@ class Query(CatalogQuery, AccountsQuery):
 
 
 @strawberry.type
-class Mutation(AccountsMutation):
+class Mutation(CatalogMutation, AccountsMutation):
     pass
 
 

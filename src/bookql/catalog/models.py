@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 
+TITLE_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
+
+
 class CategoryRow(SQLModel, table=True):
     __tablename__ = "categories"
 
@@ -57,7 +60,8 @@ class BookRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     upc: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
-    title: str = Field(sa_column=Column(Text, nullable=False))
+    # Binary ("C") order on PostgreSQL too, so both databases sort titles the same way.
+    title: str = Field(sa_column=Column(TITLE_TYPE, nullable=False))
     product_type: str = Field(sa_column=Column(String(100), nullable=False))
     price_excl_tax_pence: int = Field(sa_column=Column(Integer, nullable=False))
     price_incl_tax_pence: int = Field(sa_column=Column(Integer, nullable=False))

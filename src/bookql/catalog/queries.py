@@ -50,6 +50,24 @@ async def categories_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[i
     return {row.id: row for row in result}
 
 
+async def categories_by_slug_or_name(
+    conn: AsyncConnection, keys: Sequence[str]
+) -> dict[str, Row[Any]]:
+    """Categories named by slug or by name (any case): what users type in filters."""
+    lowered = [key.lower() for key in keys]
+    statement = select(categories).where(
+        categories.c.slug.in_(keys) | func.lower(categories.c.name).in_(lowered)
+    )
+    rows = list(await conn.execute(statement))
+    found: dict[str, Row[Any]] = {}
+    for key in keys:
+        for row in rows:
+            if row.slug == key or row.name.lower() == key.lower():
+                found[key] = row
+                break
+    return found
+
+
 async def categories_by_slugs(conn: AsyncConnection, slugs: Sequence[str]) -> dict[str, Row[Any]]:
     result = await conn.execute(select(categories).where(categories.c.slug.in_(slugs)))
     return {row.slug: row for row in result}

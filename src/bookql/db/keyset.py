@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Row, and_, or_, select
+from sqlalchemy import ColumnElement, FromClause, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -112,6 +112,7 @@ async def fetch_page(
     size: int,
     forward: bool,
     after_values: Sequence[Any] | None,
+    source: FromClause | None = None,
 ) -> Page:
     """One page in ``ordering``, reading one row past it to learn whether more follow.
 
@@ -119,6 +120,8 @@ async def fetch_page(
     """
     sort_values = [col.column for col in ordering.columns]
     statement = select(*columns, *sort_values).where(*where)
+    if source is not None:
+        statement = statement.select_from(source)
     if after_values is not None:
         statement = statement.where(ordering.past(after_values, forward=forward))
     statement = statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
@@ -130,3 +133,50 @@ async def fetch_page(
     width = len(columns)
     payloads = [ordering.cursor_payload(tuple(row)[width:]) for row in rows]
     return Page(rows=rows, cursor_payloads=payloads, has_more=has_more)
+
+
+async def fetch_pages_by_group(
+    conn: AsyncConnection,
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    groups: Sequence[Any],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    source: FromClause | None = None,
+) -> dict[Any, Page]:
+    """The first page of each group (a category's books, say) in one statement."""
+    sort_values = [col.column.label(f"sort_{i}") for i, col in enumerate(ordering.columns)]
+    number = (
+        func.row_number()
+        .over(partition_by=group, order_by=ordering.order_by(forward=forward))
+        .label("position")
+    )
+    inner = select(*columns, group.label("page_group"), *sort_values, number).where(
+        *where, group.in_(groups)
+    )
+    if source is not None:
+        inner = inner.select_from(source)
+    ranked = inner.subquery("ranked")
+    statement = (
+        select(ranked)
+        .where(ranked.c.position <= size + 1)
+        .order_by(ranked.c.page_group, ranked.c.position)
+    )
+    found: dict[Any, list[Row[Any]]] = {key: [] for key in groups}
+    for row in await conn.execute(statement):
+        found[row.page_group].append(row)
+    width, sorts = len(columns), len(sort_values)
+    pages: dict[Any, Page] = {}
+    for key, rows in found.items():
+        has_more = len(rows) > size
+        rows = rows[:size]
+        if not forward:
+            rows.reverse()
+        payloads = [
+            ordering.cursor_payload(tuple(row)[width + 1 : width + 1 + sorts]) for row in rows
+        ]
+        pages[key] = Page(rows=rows, cursor_payloads=payloads, has_more=has_more)
+    return pages

@@ -9,9 +9,22 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from bookql.db.engine import WRITE_OPTION
+from bookql.db.registry import metadata
 
 SCRIPT_LOCATION = "bookql.db:migrations"
 _PG_MIGRATION_LOCK = 0x626F6F6B716C  # "bookql": one migrator at a time across machines
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Leave out what no model describes: the full-text search tables and their indexes."""
+    if not reflected or compare_to is not None:
+        return True
+    if type_ == "table":
+        return name in metadata.tables
+    table = getattr(obj, "table", None)
+    return table is None or table.name in metadata.tables
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strawberry.dataloader import DataLoader
 
+from bookql.api.errors import BadUserInput
+from bookql.api.relay import PageRequest, decode_cursor
 from bookql.catalog import queries
+from bookql.catalog.listing import BookListing, ListingPlan
+from bookql.catalog.models import books
+from bookql.db.keyset import Page, fetch_page, fetch_pages_by_group
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 HISTORY_CAP = 100
+CategoryPageKey = tuple[int, BookListing, PageRequest]
+CategoryCountKey = tuple[int, BookListing]
 
 
 def _loader(
@@ -44,11 +52,20 @@ class CatalogLoaders:
         self.category_by_slug: DataLoader[str, Row[Any] | None] = _loader(
             engine, queries.categories_by_slugs, None
         )
+        self.category_by_slug_or_name: DataLoader[str, Row[Any] | None] = _loader(
+            engine, queries.categories_by_slug_or_name, None
+        )
         self.book_count_by_category: DataLoader[int, int] = _loader(
             engine, queries.book_counts_by_category, 0
         )
         self.description_by_book: DataLoader[int, str | None] = _loader(
             engine, queries.descriptions_by_book_ids, None
+        )
+        self.category_books: DataLoader[CategoryPageKey, Page] = DataLoader(
+            load_fn=self._category_pages
+        )
+        self.category_book_count: DataLoader[CategoryCountKey, int] = DataLoader(
+            load_fn=self._category_counts
         )
         self._history: dict[int, DataLoader[int, list[Row[Any]]]] = {}
 
@@ -63,3 +80,63 @@ class CatalogLoaders:
 
             self._history[limit] = _loader(self._engine, fetch, [])
         return self._history[limit]
+
+    async def _category_pages(self, keys: list[CategoryPageKey]) -> list[Page]:
+        """First pages of many categories' books in one statement per (listing, page size)."""
+        pages: dict[CategoryPageKey, Page] = {}
+        groups: dict[tuple[BookListing, PageRequest], list[int]] = defaultdict(list)
+        async with self._engine.connect() as conn:
+            plans: dict[BookListing, ListingPlan] = {}
+            for category_id, listing, page in keys:
+                plan = plans.setdefault(listing, listing.plan(conn.dialect.name))
+                if page.cursor is None:
+                    groups[(listing, page)].append(category_id)
+                    continue
+                after = plan.ordering.parse_cursor_payload(decode_cursor(page.cursor))
+                if after is None:
+                    raise BadUserInput(f"{page.cursor!r} is not a cursor of this list")
+                pages[(category_id, listing, page)] = await fetch_page(
+                    conn,
+                    columns=queries.BOOK_COLUMNS,
+                    where=[*plan.where, books.c.category_id == category_id],
+                    ordering=plan.ordering,
+                    size=page.size,
+                    forward=page.forward,
+                    after_values=after,
+                    source=plan.source,
+                )
+            for (listing, page), category_ids in groups.items():
+                plan = plans[listing]
+                found = await fetch_pages_by_group(
+                    conn,
+                    columns=queries.BOOK_COLUMNS,
+                    where=plan.where,
+                    group=books.c.category_id,
+                    groups=sorted(set(category_ids)),
+                    ordering=plan.ordering,
+                    size=page.size,
+                    forward=page.forward,
+                    source=plan.source,
+                )
+                for category_id in category_ids:
+                    pages[(category_id, listing, page)] = found[category_id]
+        return [pages[key] for key in keys]
+
+    async def _category_counts(self, keys: list[CategoryCountKey]) -> list[int]:
+        counts: dict[CategoryCountKey, int] = {}
+        by_listing: dict[BookListing, list[int]] = defaultdict(list)
+        for category_id, listing in keys:
+            by_listing[listing].append(category_id)
+        async with self._engine.connect() as conn:
+            for listing, category_ids in by_listing.items():
+                plan = listing.plan(conn.dialect.name)
+                statement = (
+                    select(books.c.category_id, func.count())
+                    .select_from(plan.source)
+                    .where(*plan.where, books.c.category_id.in_(category_ids))
+                    .group_by(books.c.category_id)
+                )
+                found = {row[0]: int(row[1]) for row in await conn.execute(statement)}
+                for category_id in category_ids:
+                    counts[(category_id, listing)] = found.get(category_id, 0)
+        return [counts[key] for key in keys]

@@ -1,11 +1,10 @@
-"""The catalogue's root fields: ``book``, ``books``, ``category``, ``categories``."""
+"""The catalogue's root fields: ``book(s)``, ``category``/``categories``, ``stats``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy import ColumnElement
 from strawberry.permission import BasePermission
 
 from bookql.accounts.graphql.permissions import CanReadCatalogue
@@ -13,39 +12,25 @@ from bookql.api.context import Info
 from bookql.api.errors import BadUserInput
 from bookql.api.relay import PageRequest, expect_global_id, load_page
 from bookql.catalog import queries
-from bookql.catalog.graphql.types import Book, BookConnection, BookEdge, Category
-from bookql.catalog.models import books
-from bookql.db.keyset import Ordering
+from bookql.catalog.graphql.inputs import BookFilter, BookOrder
+from bookql.catalog.graphql.listing import listing_from_arguments
+from bookql.catalog.graphql.stats import CatalogueStats, new_stats
+from bookql.catalog.graphql.types import (
+    Book,
+    BookConnection,
+    BookEdge,
+    Category,
+    CursorArgument,
+    PageArgument,
+)
 
 READ: list[type[BasePermission]] = [CanReadCatalogue]
-PageArgument = Annotated[int | None, strawberry.argument(description="Page size, at most 100.")]
-CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
-
-
-def _listed() -> list[ColumnElement[bool]]:
-    return [books.c.removed_at.is_(None)]
-
-
-async def book_connection(
-    info: Info,
-    page: PageRequest,
-    where: list[ColumnElement[bool]],
-    ordering: Ordering,
-) -> BookConnection:
-    engine = info.context.engine
-    result = await load_page(
-        engine, page, columns=queries.BOOK_COLUMNS, where=where, ordering=ordering
-    )
-    edges = [
-        BookEdge(cursor=cursor, node=Book.from_row(row))
-        for row, cursor in zip(result.rows, result.cursors, strict=True)
-    ]
-
-    async def count_total() -> int:
-        async with engine.connect() as conn:
-            return await queries.count_books(conn, where)
-
-    return BookConnection(edges=edges, page_info=result.page_info, count_total=count_total)
+SearchArgument = Annotated[
+    str | None,
+    strawberry.argument(
+        description="Words to find in titles and descriptions (all required, stemmed)."
+    ),
+]
 
 
 def _exactly_one(**arguments: Any) -> tuple[str, Any]:
@@ -81,7 +66,8 @@ class CatalogQuery:
         return await load_book(info, key)
 
     @strawberry.field(
-        description="Books still listed on the site, in site order.", permission_classes=READ
+        description="Books still listed, in site order unless `orderBy` (or `search`) says.",
+        permission_classes=READ,
     )
     async def books(
         self,
@@ -90,12 +76,39 @@ class CatalogQuery:
         after: CursorArgument = None,
         last: PageArgument = None,
         before: CursorArgument = None,
+        filter: BookFilter | None = None,
+        order_by: list[BookOrder] | None = None,
+        search: SearchArgument = None,
     ) -> BookConnection:
         page = PageRequest.from_args(first, after, last, before)
-        return await book_connection(info, page, _listed(), queries.SITE_ORDER)
+        listing = await listing_from_arguments(info, filter, order_by, search)
+        engine = info.context.engine
+        plan = listing.plan(engine.dialect.name)
+        result = await load_page(
+            engine,
+            page,
+            columns=queries.BOOK_COLUMNS,
+            where=plan.where,
+            ordering=plan.ordering,
+            source=plan.source,
+        )
+
+        async def count_total() -> int:
+            async with engine.connect() as conn:
+                return await plan.count(conn)
+
+        return BookConnection(
+            edges=[
+                BookEdge(cursor=cursor, node=Book.from_row(row))
+                for row, cursor in zip(result.rows, result.cursors, strict=True)
+            ],
+            page_info=result.page_info,
+            count_total=count_total,
+        )
 
     @strawberry.field(
-        description="One category, by global id or by slug (exactly one).", permission_classes=READ
+        description="One category, by global id or by slug (exactly one).",
+        permission_classes=READ,
     )
     async def category(
         self, info: Info, id: strawberry.ID | None = None, slug: str | None = None
@@ -111,3 +124,7 @@ class CatalogQuery:
         async with info.context.engine.connect() as conn:
             rows = await queries.all_categories(conn)
         return [Category.from_row(row) for row in rows]
+
+    @strawberry.field(description="Catalogue statistics.", permission_classes=READ)
+    async def stats(self) -> CatalogueStats:
+        return new_stats()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,11 +11,16 @@ from sqlalchemy import Row
 
 from bookql.api.context import Info
 from bookql.api.errors import BadUserInput
-from bookql.api.relay import Node, PageInfo, to_global_id
+from bookql.api.relay import Node, PageInfo, PageRequest, encode_cursor, page_info_for, to_global_id
+from bookql.catalog.graphql.inputs import BookFilter, BookOrder
+from bookql.catalog.graphql.listing import listing_from_arguments
 from bookql.catalog.graphql.loaders import HISTORY_CAP
 from bookql.catalog.money import from_pence
+from bookql.db.keyset import Page
 
 DEFAULT_HISTORY = 10
+PageArgument = Annotated[int | None, strawberry.argument(description="Page size, at most 100.")]
+CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
 
 
 @strawberry.type(description="What a book cost, and how many were in stock, at one time.")
@@ -57,6 +63,27 @@ class Category(Node):
     @strawberry.field(description="How many books (not removed) the category holds.")
     async def book_count(self, info: Info) -> int:
         return await info.context.catalog.book_count_by_category.load(self.pk)
+
+    @strawberry.field(description="The category's books; batched across categories.")
+    async def books(
+        self,
+        info: Info,
+        first: PageArgument = None,
+        after: CursorArgument = None,
+        last: PageArgument = None,
+        before: CursorArgument = None,
+        filter: BookFilter | None = None,
+        order_by: list[BookOrder] | None = None,
+    ) -> BookConnection:
+        page = PageRequest.from_args(first, after, last, before)
+        listing = await listing_from_arguments(info, filter, order_by, None, category_id=self.pk)
+        loaders = info.context.catalog
+        result = await loaders.category_books.load((self.pk, listing, page))
+
+        async def count_total() -> int:
+            return await loaders.category_book_count.load((self.pk, listing))
+
+        return BookConnection.from_page(result, page, count_total)
 
 
 @strawberry.type(description="A book of the catalogue, keyed by its UPC.")
@@ -144,8 +171,22 @@ class BookEdge:
 class BookConnection:
     edges: list[BookEdge]
     page_info: PageInfo
-    count_total: strawberry.Private[Any]
+    count_total: strawberry.Private[Callable[[], Awaitable[int]]]
 
     @strawberry.field(description="How many books match, across all pages.")
     async def total_count(self) -> int:
-        return int(await self.count_total())
+        return await self.count_total()
+
+    @classmethod
+    def from_page(
+        cls, result: Page, page: PageRequest, count_total: Callable[[], Awaitable[int]]
+    ) -> BookConnection:
+        cursors = [encode_cursor(payload) for payload in result.cursor_payloads]
+        return cls(
+            edges=[
+                BookEdge(cursor=cursor, node=Book.from_row(row))
+                for row, cursor in zip(result.rows, cursors, strict=True)
+            ],
+            page_info=page_info_for(page, result.has_more, cursors),
+            count_total=count_total,
+        )

@@ -5,18 +5,10 @@ from sqlalchemy import Connection
 
 from bookql.core.config import get_settings
 from bookql.db.engine import create_sync_engine
+from bookql.db.migrate import include_object
 from bookql.db.registry import metadata
 
 config = context.config
-
-
-def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    """Leave out tables that no model describes (full-text search shadows, for one)."""
-    return not (
-        type_ == "table" and reflected and compare_to is None and name not in metadata.tables
-    )
 
 
 def run_migrations() -> None:
