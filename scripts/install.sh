@@ -28,6 +28,9 @@ fi
 spec="."
 [ -n "$EXTRAS" ] && spec=".[${EXTRAS}]"
 
+# GraphiQL's assets first, so that a non-editable install (the Docker image) ships them.
+sh "$(dirname "$0")/fetch-graphiql.sh" || echo "install.sh: GraphiQL assets unavailable; using the CDN" >&2
+
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 if [ "$EDITABLE" = "1" ]; then
     "$VENV/bin/python" -m pip install --quiet -e "$spec"

@@ -95,6 +95,12 @@ def _tag(errors: list[GraphQLError] | None, code: ErrorCode) -> None:
             error.extensions = {**(error.extensions or {}), "code": code.value}
 
 
+def _tag_parse_failure(error: GraphQLError) -> None:
+    """A syntax error, or a document over the token limit (too complex, not malformed)."""
+    too_long = error.message.startswith("Syntax Error: Document contains more than")
+    _tag([error], ErrorCode.QUERY_TOO_COMPLEX if too_long else ErrorCode.GRAPHQL_PARSE_FAILED)
+
+
 class ErrorCodes(SchemaExtension):
     """Gives every error of every operation a code from the contract."""
 
@@ -106,15 +112,16 @@ class ErrorCodes(SchemaExtension):
         context = self.execution_context
         try:
             yield
-        except GraphQLError as error:  # the parser cache raises from inside its hook
+        except GraphQLError as raised:  # the parser cache raises from inside its hook
             if context.graphql_document is None:
-                _tag([error], ErrorCode.GRAPHQL_PARSE_FAILED)
+                _tag_parse_failure(raised)
             raise
         result = context.result
         if result is None or not result.errors:
             return
         if context.graphql_document is None:  # parsing failed (possibly inside a cache)
-            _tag(result.errors, ErrorCode.GRAPHQL_PARSE_FAILED)
+            for error in result.errors:
+                _tag_parse_failure(error)
         result.errors = [self._finish(error) for error in result.errors]
 
     def _finish(self, error: GraphQLError) -> GraphQLError:

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import DisableIntrospection, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionResult
 
 from bookql.accounts.graphql.permissions import check_catalogue_access
 from bookql.accounts.graphql.schema import AccountsMutation, AccountsQuery, load_user_node
 from bookql.accounts.graphql.types import User
 from bookql.api.context import Info
-from bookql.api.errors import ErrorCodes
+from bookql.api.errors import ErrorCode, ErrorCodes
+from bookql.api.limits import Limits, QueryLimits, shape_rule
 from bookql.api.relay import Node, from_global_id
 from bookql.catalog.graphql.mutations import CatalogMutation
 from bookql.catalog.graphql.schema import CatalogQuery, load_book, load_category
 from bookql.catalog.graphql.types import Book, Category
+from bookql.core.config import Settings
 
 DOCUMENT_CACHE_SIZE = 1000
 
@@ -61,22 +65,53 @@ class Mutation(CatalogMutation, AccountsMutation):
 
 
 class BookQLSchema(strawberry.Schema):
+    timeout_seconds: float = 30.0
+
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Silent: expected errors are the client's business, and ``ErrorCodes`` logs the rest."""
 
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """Every operation within the time limit, or a ``TIMEOUT`` error and nothing else."""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                return await super().execute(*args, **kwargs)
+        except TimeoutError:
+            error = GraphQLError(
+                f"the operation took longer than {self.timeout_seconds:g} s",
+                extensions={"code": ErrorCode.TIMEOUT.value},
+            )
+            return ExecutionResult(data=None, errors=[error])
 
-def build_schema() -> strawberry.Schema:
-    return BookQLSchema(
+
+def build_schema(settings: Settings | None = None) -> BookQLSchema:
+    settings = settings or Settings()
+    limits = Limits(
+        max_bytes=settings.max_query_bytes,
+        max_tokens=settings.max_query_tokens,
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_query_aliases,
+        max_cost=settings.max_query_cost,
+    )
+    shape = shape_rule(limits)
+    extensions: list[Any] = [
+        ErrorCodes,  # first: it tags what the extensions after it report
+        lambda: QueryLimits(limits, shape),
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+    ]
+    if not settings.introspection_enabled:
+        extensions.append(DisableIntrospection)
+    schema = BookQLSchema(
         query=Query,
         mutation=Mutation,
         types=[Book, Category, User],
-        extensions=[
-            ErrorCodes,  # first: it tags what the extensions after it report
-            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        ],
-        config=StrawberryConfig(auto_camel_case=True),
+        extensions=extensions,
+        config=StrawberryConfig(
+            auto_camel_case=True, disable_field_suggestions=settings.is_production
+        ),
     )
+    schema.timeout_seconds = settings.request_timeout_seconds
+    return schema
 
 
 def print_sdl(schema: strawberry.Schema) -> str:

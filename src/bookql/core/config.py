@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     password_hash_concurrency: int = Field(
         default=2, ge=1, description="argon2 computations at once per process (threads)"
     )
+    # GraphQL protection: every limit refuses with QUERY_TOO_COMPLEX (or TIMEOUT).
+    max_query_bytes: int = Field(default=100_000, ge=1_000)
+    max_query_tokens: int = Field(default=5_000, ge=100)
+    max_query_depth: int = Field(default=12, ge=2)
+    max_query_aliases: int = Field(default=30, ge=0)
+    max_query_cost: int = Field(
+        default=50_000, ge=100, description="objects a query may ask for, nested pages multiplied"
+    )
+    max_request_bytes: int = Field(default=2_000_000, ge=10_000)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    introspection: bool | None = Field(
+        default=None, description="GraphQL introspection; default: on except in production"
+    )
     login_max_failures_per_user: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
@@ -98,6 +111,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'bookql.db'}"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.introspection if self.introspection is not None else not self.is_production
 
     @property
     def effective_models_dir(self) -> Path:

@@ -1,0 +1,192 @@
+"""The GraphQL HTTP view: Strawberry's, held to the GraphQL over HTTP specification.
+
+* ``Accept: application/graphql-response+json`` gets that media type, and a request that
+  never reached execution (unparsable, invalid, bad variables, too complex) gets 400 and no
+  ``data``; ``application/json`` (the default) keeps the legacy 200.
+* A mutation over GET is 405 with ``Allow: POST``; other methods are 405 ``Allow: GET, POST``.
+* Every transport-level refusal is still a GraphQL error body with ``extensions.code``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import strawberry
+from cross_web import HTTPException
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UnsetType
+
+from bookql.accounts.service import Accounts
+from bookql.api.context import Context
+from bookql.api.errors import BookQLError, ErrorCode, error_code
+from bookql.api.graphiql import graphiql_page
+from bookql.api.middleware import request_id_of
+from bookql.catalog.graphql.loaders import CatalogLoaders
+from bookql.core.config import Settings
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+# Errors that mean the operation was never executed: the request itself was at fault.
+REQUEST_ERRORS = frozenset(
+    {
+        ErrorCode.GRAPHQL_PARSE_FAILED.value,
+        ErrorCode.GRAPHQL_VALIDATION_FAILED.value,
+        ErrorCode.BAD_USER_INPUT.value,
+        ErrorCode.QUERY_TOO_COMPLEX.value,
+    }
+)
+
+
+class MethodNotAllowed(Exception):
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.allow = allow
+
+
+def negotiate(accept: str | None) -> str:
+    """The response media type: graphql-response+json only when the client asks for it."""
+    if not accept:
+        return JSON
+    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if GRAPHQL_RESPONSE in offered and JSON not in offered[: offered.index(GRAPHQL_RESPONSE)]:
+        return GRAPHQL_RESPONSE
+    return JSON
+
+
+def error_response(status: int, message: str, code: ErrorCode, **headers: str) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": code.value}}]}
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    errors = result.errors or []
+    return (
+        result.data is None
+        and bool(errors)
+        and all(not error.path and error_code(error) in REQUEST_ERRORS for error in errors)
+    )
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context, limits and HTTP semantics."""
+
+    def __init__(
+        self, schema: strawberry.Schema, settings: Settings, engine: AsyncEngine, accounts: Accounts
+    ) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self.settings = settings
+        self.engine = engine
+        self.accounts = accounts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=receive)
+        try:
+            response = await self._respond(request)
+        except MethodNotAllowed as refused:
+            response = error_response(
+                405, refused.message, ErrorCode.BAD_USER_INPUT, Allow=refused.allow
+            )
+        except HTTPException as refused:
+            if refused.status_code == 405:
+                response = error_response(
+                    405, refused.reason, ErrorCode.BAD_USER_INPUT, Allow="GET, POST"
+                )
+            else:
+                response = error_response(
+                    refused.status_code, refused.reason, ErrorCode.BAD_USER_INPUT
+                )
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > self.settings.max_request_bytes
+        ):
+            return error_response(
+                413,
+                f"the request body is larger than {self.settings.max_request_bytes} bytes",
+                ErrorCode.QUERY_TOO_COMPLEX,
+            )
+        return await self.run(request)
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        if isinstance(request, Request):
+            request.state.sub_response = response
+        return Context(
+            request=request,
+            response=response,
+            settings=self.settings,
+            engine=self.engine,
+            request_id=request_id_of(request.scope),
+            accounts=self.accounts,
+            catalog=CatalogLoaders(self.engine),
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Credentials in ``connection_init`` are checked now: a bad token closes with 4403."""
+        try:
+            await context.auth.viewer()
+        except BookQLError:
+            raise ConnectionRejectionError({"message": "invalid credentials"}) from None
+        return UnsetType()  # acknowledge without a payload
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(graphiql_page())
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as refused:
+            if isinstance(refused.__cause__, InvalidOperationTypeError):
+                raise MethodNotAllowed(refused.reason, allow="POST") from None
+            raise
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response: GraphQLHTTPResponse = await super().process_result(request, result)
+        media_type = negotiate(request.headers.get("accept"))
+        sub_response = request.state.sub_response
+        sub_response.headers["content-type"] = media_type
+        if media_type == GRAPHQL_RESPONSE and is_request_error(result):
+            sub_response.status_code = 400
+            response.pop("data", None)
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        media_type = sub_response.headers.get("content-type", JSON)
+        response = Response(
+            orjson.dumps(response_data),
+            status_code=sub_response.status_code or 200,
+            media_type=media_type,
+        )
+        response.headers.raw.extend(
+            (name, value) for name, value in sub_response.headers.raw if name != b"content-type"
+        )
+        return response
+
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: graphql-transport-ws clients expect text frames.
+        return orjson.dumps(data).decode()
