@@ -18,6 +18,7 @@ from bookql.api.middleware import RequestIdMiddleware
 from bookql.api.schema import build_schema
 from bookql.api.view import GraphQLApp
 from bookql.core.config import Settings, get_settings
+from bookql.crawls.launcher import CrawlLauncher
 from bookql.db.engine import create_async_db_engine
 
 
@@ -27,11 +28,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     engine = create_async_db_engine(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     accounts = build_accounts(settings, engine, redis)
-    graphql = GraphQLApp(build_schema(settings), settings, engine, accounts)
+    crawls = CrawlLauncher(settings, engine)
+    graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await crawls.close()
         accounts.close()
         await engine.dispose()
         if redis is not None:

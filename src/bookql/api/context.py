@@ -15,6 +15,7 @@ from bookql.accounts.auth import RequestAuth
 from bookql.accounts.service import Accounts
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
+from bookql.crawls.launcher import CrawlLauncher
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Context:
     engine: AsyncEngine
     request_id: str
     accounts: Accounts
+    crawls: CrawlLauncher
     catalog: CatalogLoaders
     auth: RequestAuth = field(init=False)
     connection_params: dict[str, Any] | None = field(default=None)

@@ -23,6 +23,13 @@ from bookql.catalog.graphql.mutations import CatalogMutation
 from bookql.catalog.graphql.schema import CatalogQuery, load_book, load_category
 from bookql.catalog.graphql.types import Book, Category
 from bookql.core.config import Settings
+from bookql.crawls.graphql.schema import (
+    CrawlsMutation,
+    CrawlsQuery,
+    CrawlsSubscription,
+    load_crawl_run_node,
+)
+from bookql.crawls.graphql.types import CrawlRun
 
 DOCUMENT_CACHE_SIZE = 1000
 
@@ -44,11 +51,12 @@ NODE_LOADERS: dict[str, NodeLoader] = {
     "Book": _catalogue(load_book),
     "Category": _catalogue(load_category),
     "User": load_user_node,
+    "CrawlRun": load_crawl_run_node,
 }
 
 
 @strawberry.type
-class Query(CatalogQuery, AccountsQuery):
+class Query(CatalogQuery, AccountsQuery, CrawlsQuery):
     @strawberry.field(description="Any object by its global id; null when there is none.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, key = from_global_id(id)
@@ -60,7 +68,12 @@ class Query(CatalogQuery, AccountsQuery):
 
 
 @strawberry.type
-class Mutation(CatalogMutation, AccountsMutation):
+class Mutation(CatalogMutation, AccountsMutation, CrawlsMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(CrawlsSubscription):
     pass
 
 
@@ -104,7 +117,8 @@ def build_schema(settings: Settings | None = None) -> BookQLSchema:
     schema = BookQLSchema(
         query=Query,
         mutation=Mutation,
-        types=[Book, Category, User],
+        subscription=Subscription,
+        types=[Book, Category, User, CrawlRun],
         extensions=extensions,
         config=StrawberryConfig(
             auto_camel_case=True, disable_field_suggestions=settings.is_production

@@ -23,6 +23,11 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
@@ -33,6 +38,7 @@ from bookql.api.graphiql import graphiql_page
 from bookql.api.middleware import request_id_of
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
+from bookql.crawls.launcher import CrawlLauncher
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -82,12 +88,26 @@ class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, limits and HTTP semantics."""
 
     def __init__(
-        self, schema: strawberry.Schema, settings: Settings, engine: AsyncEngine, accounts: Accounts
+        self,
+        schema: strawberry.Schema,
+        settings: Settings,
+        engine: AsyncEngine,
+        accounts: Accounts,
+        crawls: CrawlLauncher,
     ) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                GRAPHQL_SSE_PROTOCOL,
+                MULTIPART_SUBSCRIPTION_PROTOCOL,
+            ),
+        )
         self.settings = settings
         self.engine = engine
         self.accounts = accounts
+        self.crawls = crawls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,6 +157,7 @@ class GraphQLApp(GraphQL[Context, None]):
             engine=self.engine,
             request_id=request_id_of(request.scope),
             accounts=self.accounts,
+            crawls=self.crawls,
             catalog=CatalogLoaders(self.engine),
         )
 

@@ -1,12 +1,17 @@
-"""Writing the catalogue: categories by name, books by UPC, in batches, idempotently."""
+"""Writing the catalogue: categories by name, books by UPC, in batches, idempotently.
+
+``insert_missing_books`` (the seed) never touches a stored book; ``upsert_books`` (a crawl)
+refreshes what it saw and records price changes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.catalog.models import books, categories, descriptions, price_points
@@ -102,3 +107,127 @@ async def insert_missing_books(
 
 async def count_books(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(books))).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.new + other.new, self.updated + other.updated, self.unchanged + other.unchanged
+        )
+
+
+_COMPARED = (
+    "title",
+    "product_type",
+    "price_excl_tax_pence",
+    "price_incl_tax_pence",
+    "tax_pence",
+    "currency",
+    "availability",
+    "rating",
+    "num_reviews",
+    "image_url",
+    "product_url",
+    "category_id",
+)
+_PRICED = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availability")
+
+
+async def upsert_books(
+    conn: AsyncConnection, records: Sequence[BookRecord], now: datetime
+) -> UpsertCounts:
+    """Store what a crawl saw, keyed by UPC, in one ``INSERT … ON CONFLICT`` per batch.
+
+    Every book seen gets ``last_seen_at = now`` (and loses ``removed_at``: it is back); a
+    changed price or stock adds a price point; ``first_seen_at`` never moves.
+    """
+    if not records:
+        return UpsertCounts()
+    latest = {record.upc: record for record in records}  # the last sighting wins
+    category_ids = await ensure_categories(conn, (r.category for r in latest.values()))
+    existing_rows = await conn.execute(
+        select(books, descriptions.c.description)
+        .select_from(books.outerjoin(descriptions, descriptions.c.book_id == books.c.id))
+        .where(books.c.upc.in_(latest))
+    )
+    existing = {row.upc: row for row in existing_rows}
+    values = [_book_values(r, category_ids[r.category], now) for r in latest.values()]
+    new = updated = unchanged = 0
+    priced_upcs: list[str] = []
+    for row in values:
+        old = existing.get(row["upc"])
+        record = latest[row["upc"]]
+        if old is None:
+            new += 1
+            priced_upcs.append(row["upc"])
+            continue
+        changed = any(getattr(old, name) != row[name] for name in _COMPARED)
+        changed = changed or old.description != record.description or old.removed_at is not None
+        updated, unchanged = (updated + 1, unchanged) if changed else (updated, unchanged + 1)
+        if any(getattr(old, name) != row[name] for name in _PRICED):
+            priced_upcs.append(row["upc"])
+    statement = insert_for(conn, books)
+    refreshed = {name: statement.excluded[name] for name in (*_COMPARED, "last_seen_at")}
+    statement = statement.on_conflict_do_update(
+        index_elements=["upc"], set_={**refreshed, "removed_at": None}
+    ).returning(books.c.id, books.c.upc)
+    ids = {upc: book_id for book_id, upc in await conn.execute(statement, values)}
+    await _store_descriptions(conn, latest, ids, existing)
+    if priced_upcs:
+        await conn.execute(
+            price_points.insert(),
+            [
+                {
+                    "book_id": ids[upc],
+                    "observed_at": now,
+                    "price_excl_tax_pence": latest[upc].price_excl_tax_pence,
+                    "price_incl_tax_pence": latest[upc].price_incl_tax_pence,
+                    "tax_pence": latest[upc].tax_pence,
+                    "availability": latest[upc].availability,
+                }
+                for upc in priced_upcs
+            ],
+        )
+    return UpsertCounts(new=new, updated=updated, unchanged=unchanged)
+
+
+async def _store_descriptions(
+    conn: AsyncConnection,
+    latest: dict[str, BookRecord],
+    ids: dict[str, int],
+    existing: dict[str, Any],
+) -> None:
+    changed = [
+        {"book_id": ids[upc], "description": record.description}
+        for upc, record in latest.items()
+        if record.description is not None
+        and (upc not in existing or existing[upc].description != record.description)
+    ]
+    if changed:
+        statement = insert_for(conn, descriptions)
+        statement = statement.on_conflict_do_update(
+            index_elements=["book_id"], set_={"description": statement.excluded.description}
+        )
+        await conn.execute(statement, changed)
+    gone = [
+        ids[upc]
+        for upc, record in latest.items()
+        if record.description is None and upc in existing and existing[upc].description is not None
+    ]
+    if gone:
+        await conn.execute(descriptions.delete().where(descriptions.c.book_id.in_(gone)))
+
+
+async def mark_unseen_removed(conn: AsyncConnection, seen_since: datetime, now: datetime) -> int:
+    """After a complete crawl: books it did not see have vanished from the site."""
+    result = await conn.execute(
+        update(books)
+        .where(books.c.last_seen_at < seen_since, books.c.removed_at.is_(None))
+        .values(removed_at=now)
+    )
+    return int(result.rowcount or 0)

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     public_catalogue: bool = True
     crawl_allowed_hosts: Annotated[list[str], NoDecode] = ["books.toscrape.com"]
+    crawl_start_url: str = "https://books.toscrape.com/"
+    crawler_dir: Path | None = Field(
+        default=None,
+        description="the Scrapy project (scrapy.cfg); default: crawler/ of the checkout",
+    )
 
     @field_validator("crawl_allowed_hosts", mode="before")
     @classmethod
@@ -99,7 +104,7 @@ class Settings(BaseSettings):
             raise ValueError("expected redis://HOST:PORT/DB, rediss://… or unix://…")
         return value or None
 
-    @field_validator("data_dir", "models_dir", mode="after")
+    @field_validator("data_dir", "models_dir", "crawler_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -111,6 +116,11 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'bookql.db'}"
+
+    @property
+    def effective_crawler_dir(self) -> Path | None:
+        root = checkout_root()
+        return self.crawler_dir or (root / "crawler" if root is not None else None)
 
     @property
     def introspection_enabled(self) -> bool:

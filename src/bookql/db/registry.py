@@ -5,6 +5,7 @@ Alembic and the schema tests read ``metadata`` from here; a new domain adds its 
 
 from bookql.accounts import models as accounts_models
 from bookql.catalog import models as catalog_models
+from bookql.crawls import models as crawls_models
 from bookql.db.base import metadata
 
-__all__ = ["accounts_models", "catalog_models", "metadata"]
+__all__ = ["accounts_models", "catalog_models", "crawls_models", "metadata"]

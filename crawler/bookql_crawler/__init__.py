@@ -1,0 +1,1 @@
+"""The Scrapy project that crawls books.toscrape.com into bookql's database."""

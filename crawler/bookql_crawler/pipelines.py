@@ -1,0 +1,234 @@
+"""Item pipelines: check every book, then store them in batches through bookql's own layer.
+
+The database pipeline never blocks the reactor: Scrapy runs on the asyncio reactor and the
+pipeline awaits bookql's async engine. Each batch is one transaction (one
+``INSERT … ON CONFLICT`` keyed by UPC), so a failure loses no more than that batch, and the
+batch is kept and written again at the next flush. At the end the crawl run records what the
+crawl saw; only a complete crawl marks the books it did not see as removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bookql.catalog.records import BookRecord
+from bookql.catalog.store import UpsertCounts, mark_unseen_removed, upsert_books
+from bookql.core.config import get_settings
+from bookql.crawls.models import CrawlStatus
+from bookql.crawls.runs import (
+    CrawlAlreadyRunning,
+    RunCounts,
+    create_run,
+    finish_run,
+    record_progress,
+    start_run,
+)
+from bookql.db.engine import async_write_transaction, create_async_db_engine
+from bookql.db.types import utcnow
+from bookql_crawler.items import BookItem
+from bookql_crawler.validation import InvalidBook, to_record
+
+log = logging.getLogger(__name__)
+RUN_ID_VARIABLE = "BOOKQL_CRAWL_RUN_ID"  # set when the API started this crawl
+MAX_FAILED_FLUSHES = 3
+
+
+class ValidationPipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ValidationPipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any) -> Any:
+        if not isinstance(item, BookItem):
+            return item
+        try:
+            return to_record(item)
+        except InvalidBook as invalid:
+            assert self.crawler.stats is not None
+            self.crawler.stats.inc_value(f"bookql/dropped/{invalid.reason}")
+            raise DropItem(f"{item.product_url}: {invalid}") from None
+
+
+class DatabasePipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.batch_size = crawler.settings.getint("BOOKQL_BATCH_SIZE", 200)
+        self.enabled = crawler.settings.getbool("BOOKQL_STORE", True)
+        self.buffer: list[BookRecord] = []
+        self.lock = asyncio.Lock()
+        self.counts = UpsertCounts()
+        self.stored = 0
+        self.failed_flushes = 0
+        self.write_errors = 0
+        self.engine: AsyncEngine | None = None
+        self.run_id: int | None = None
+        self.started_at = utcnow()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DatabasePipeline:
+        return cls(crawler)
+
+    async def open_spider(self) -> None:
+        if not self.enabled:
+            return
+        settings = get_settings()
+        self.engine = create_async_db_engine(settings)
+        start_url = getattr(self.crawler.spider, "start_url", "")
+        queued = os.environ.get(RUN_ID_VARIABLE)
+        try:
+            if queued:
+                run = await start_run(self.engine, int(queued))
+            else:
+                run = await create_run(self.engine, start_url, status=CrawlStatus.RUNNING)
+        except CrawlAlreadyRunning:
+            log.error("another crawl is queued or running; this one stops")
+            await self._stop("crawl_already_running")
+            return
+        self.run_id = run.id
+        self.started_at = run.started_at
+        log.info("crawl run %s started (%s)", self.run_id, start_url)
+
+    async def process_item(self, item: Any) -> Any:
+        if self.run_id is not None and isinstance(item, BookRecord):
+            self.buffer.append(item)
+            if len(self.buffer) >= self.batch_size:
+                await self.flush()
+        return item
+
+    async def flush(self) -> bool:
+        """Write the buffer as one transaction; on failure keep it for the next flush."""
+        async with self.lock:
+            if not self.buffer or self.engine is None:
+                return True
+            batch, self.buffer = self.buffer, []
+            try:
+                async with async_write_transaction(self.engine) as conn:
+                    counts = await upsert_books(conn, batch, utcnow())
+            except (DBAPIError, OSError) as exc:
+                self.buffer[:0] = batch
+                self.write_errors += 1
+                self.failed_flushes += 1
+                log.error("could not store %d books (kept for retry): %s", len(batch), exc)
+                if self.failed_flushes >= MAX_FAILED_FLUSHES:
+                    await self._stop("database_unavailable")
+                return False
+            self.failed_flushes = 0
+            self.counts += counts
+            self.stored += len(batch)
+        await self._report_progress()
+        return True
+
+    async def close_spider(self) -> None:
+        if self.engine is None or self.run_id is None:
+            if self.engine is not None:
+                await self.engine.dispose()
+            return
+        stored_everything = await self.flush()
+        reason = self._close_reason()
+        stats = self._stats()
+        complete = (
+            stored_everything
+            and reason == "finished"
+            and stats.get("bookql/listing_complete", 0) == 1
+            and stats.get("bookql/failed_requests", 0) == 0
+            and stats.get("item_dropped_count", 0) == 0
+        )
+        status = (
+            CrawlStatus.SUCCEEDED
+            if stored_everything and reason == "finished"
+            else CrawlStatus.FAILED
+        )
+        try:
+            async with async_write_transaction(self.engine) as conn:
+                removed = (
+                    await mark_unseen_removed(conn, self.started_at, utcnow()) if complete else 0
+                )
+                await finish_run(
+                    conn,
+                    self.run_id,
+                    status=status,
+                    counts=self._run_counts(removed),
+                    complete=complete,
+                    message=self._message(reason, stored_everything, complete),
+                )
+        except (DBAPIError, OSError) as exc:
+            log.error("could not record the end of crawl run %s: %s", self.run_id, exc)
+        finally:
+            await self.engine.dispose()
+        log.info(
+            "crawl run %s %s: %d new, %d updated, %d unchanged, complete=%s",
+            self.run_id,
+            status.value.lower(),
+            self.counts.new,
+            self.counts.updated,
+            self.counts.unchanged,
+            complete,
+        )
+
+    async def _report_progress(self) -> None:
+        if self.engine is None or self.run_id is None:
+            return
+        try:
+            await record_progress(self.engine, self.run_id, self._run_counts(0))
+        except (DBAPIError, OSError) as exc:
+            log.warning("could not record progress: %s", exc)
+
+    async def _stop(self, reason: str) -> None:
+        engine = self.crawler.engine
+        if engine is not None:
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(engine.close_spider_async(reason=reason))
+            )
+
+    def _stats(self) -> dict[str, Any]:
+        assert self.crawler.stats is not None
+        return self.crawler.stats.get_stats()
+
+    def _close_reason(self) -> str:
+        return str(self._stats().get("finish_reason", "finished"))
+
+    def _run_counts(self, removed: int) -> RunCounts:
+        stats = self._stats()
+        return RunCounts(
+            pages=int(stats.get("bookql/pages", 0)),
+            items=self.stored,
+            new_books=self.counts.new,
+            updated_books=self.counts.updated,
+            unchanged_books=self.counts.unchanged,
+            removed_books=removed,
+            dropped=int(stats.get("item_dropped_count", 0)),
+            errors=int(stats.get("bookql/failed_requests", 0)) + self.write_errors,
+        )
+
+    def _message(self, reason: str, stored_everything: bool, complete: bool) -> str | None:
+        stats = self._stats()
+        problems = []
+        if reason != "finished":
+            problems.append(f"stopped: {reason}")
+        if not stored_everything:
+            problems.append(f"{len(self.buffer)} books could not be stored")
+        if stats.get("bookql/failed_requests"):
+            problems.append(f"{stats['bookql/failed_requests']} pages could not be fetched")
+        if stats.get("item_dropped_count"):
+            reasons = sorted(
+                f"{key.removeprefix('bookql/dropped/')} x{value}"
+                for key, value in stats.items()
+                if key.startswith("bookql/dropped/")
+            )
+            problems.append(f"{stats['item_dropped_count']} pages dropped ({', '.join(reasons)})")
+        if not stats.get("bookql/listing_complete"):
+            problems.append("the listing was not walked to its last page")
+        if problems and not complete:
+            problems.append("removals not applied: the crawl was incomplete")
+        return "; ".join(problems) or None

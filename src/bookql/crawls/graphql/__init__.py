@@ -1,0 +1,1 @@
+"""The crawls' GraphQL types and root fields."""

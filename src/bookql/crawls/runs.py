@@ -1,0 +1,169 @@
+"""Crawl-run records: created, started, advanced and finished; one active at a time.
+
+The ``active_slot`` column is unique and set only while a run is queued or running, so the
+database itself refuses a second active crawl, however many processes ask at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bookql.api.errors import Conflict, NotFound
+from bookql.crawls.models import ACTIVE, CrawlStatus, crawl_runs
+from bookql.db.engine import async_write_transaction
+from bookql.db.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    pages: int = 0
+    items: int = 0
+    new_books: int = 0
+    updated_books: int = 0
+    unchanged_books: int = 0
+    removed_books: int = 0
+    dropped: int = 0
+    errors: int = 0
+
+
+class CrawlAlreadyRunning(Conflict):
+    def __init__(self) -> None:
+        super().__init__("a crawl is already queued or running: wait for it to finish")
+
+
+async def create_run(
+    engine: AsyncEngine,
+    start_url: str,
+    *,
+    status: CrawlStatus,
+    requested_by: int | None = None,
+) -> Row[Any]:
+    """A new active run; ``CrawlAlreadyRunning`` when another one is active."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status.value,
+        "active_slot": 1,
+        "start_url": start_url,
+        "requested_by": requested_by,
+        "created_at": now,
+    }
+    if status is CrawlStatus.RUNNING:
+        values |= {"started_at": now, "host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        async with async_write_transaction(engine) as conn:
+            result = await conn.execute(
+                crawl_runs.insert().values(**values).returning(*crawl_runs.c)
+            )
+            return result.one()
+    except IntegrityError:
+        raise CrawlAlreadyRunning from None
+
+
+async def start_run(engine: AsyncEngine, run_id: int) -> Row[Any]:
+    """A queued run begins: this process now owns it."""
+    async with async_write_transaction(engine) as conn:
+        result = await conn.execute(
+            update(crawl_runs)
+            .where(crawl_runs.c.id == run_id, crawl_runs.c.status == CrawlStatus.QUEUED.value)
+            .values(
+                status=CrawlStatus.RUNNING.value,
+                started_at=utcnow(),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+            .returning(*crawl_runs.c)
+        )
+        row = result.one_or_none()
+    if row is None:
+        raise NotFound(f"crawl run {run_id} is not waiting to start")
+    return row
+
+
+async def record_progress(engine: AsyncEngine, run_id: int, counts: RunCounts) -> None:
+    async with async_write_transaction(engine) as conn:
+        await conn.execute(
+            update(crawl_runs).where(crawl_runs.c.id == run_id).values(**asdict(counts))
+        )
+
+
+async def finish_run(
+    conn: AsyncConnection,
+    run_id: int,
+    *,
+    status: CrawlStatus,
+    counts: RunCounts,
+    complete: bool,
+    message: str | None = None,
+) -> None:
+    await conn.execute(
+        update(crawl_runs)
+        .where(crawl_runs.c.id == run_id)
+        .values(
+            status=status.value,
+            active_slot=None,
+            finished_at=utcnow(),
+            complete=complete,
+            message=message,
+            **asdict(counts),
+        )
+    )
+
+
+async def fail_orphans(engine: AsyncEngine) -> int:
+    """Runs left active by a crawler process on this host that no longer exists."""
+    host = socket.gethostname()
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(crawl_runs.c.id, crawl_runs.c.pid, crawl_runs.c.status).where(
+                    crawl_runs.c.status.in_(ACTIVE), crawl_runs.c.host == host
+                )
+            )
+        ).all()
+    dead = [row.id for row in rows if row.pid is not None and not _alive(row.pid)]
+    if dead:
+        async with async_write_transaction(engine) as conn:
+            await conn.execute(
+                update(crawl_runs)
+                .where(crawl_runs.c.id.in_(dead), crawl_runs.c.status.in_(ACTIVE))
+                .values(
+                    status=CrawlStatus.FAILED.value,
+                    active_slot=None,
+                    finished_at=utcnow(),
+                    message="the crawler process ended without finishing the run",
+                )
+            )
+    return len(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def fail_if_active(engine: AsyncEngine, run_id: int, message: str) -> bool:
+    """Close a run its crawler left open (it crashed, or never started); True if it did."""
+    async with async_write_transaction(engine) as conn:
+        result = await conn.execute(
+            update(crawl_runs)
+            .where(crawl_runs.c.id == run_id, crawl_runs.c.status.in_(ACTIVE))
+            .values(
+                status=CrawlStatus.FAILED.value,
+                active_slot=None,
+                finished_at=utcnow(),
+                message=message,
+            )
+        )
+    return bool(result.rowcount)
