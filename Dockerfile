@@ -17,7 +17,9 @@ RUN VENV=/opt/bookql EDITABLE=0 sh scripts/install.sh
 FROM python:3.12-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/bookql bookql
 COPY --from=build /opt/bookql /opt/bookql
+COPY crawler /opt/bookql-crawler
 ENV PATH=/opt/bookql/bin:$PATH \
+    BOOKQL_CRAWLER_DIR=/opt/bookql-crawler \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     BOOKQL_ENV=production \
