@@ -27,6 +27,7 @@ from bookql.crawls.runs import (
     CrawlAlreadyRunning,
     RunCounts,
     create_run,
+    fail_orphans,
     finish_run,
     record_progress,
     start_run,
@@ -90,6 +91,7 @@ class DatabasePipeline:
             if queued:
                 run = await start_run(self.engine, int(queued))
             else:
+                await fail_orphans(self.engine)  # a crawler that died must not block this one
                 run = await create_run(self.engine, start_url, status=CrawlStatus.RUNNING)
         except CrawlAlreadyRunning:
             log.error("another crawl is queued or running; this one stops")

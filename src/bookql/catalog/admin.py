@@ -25,6 +25,7 @@ from bookql.db.types import utcnow
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _UPC = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PRICED = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availability")
+MAX_PENCE = 2**31 - 1  # the price columns are 32-bit integers on PostgreSQL
 
 
 def pence(name: str, amount: float) -> int:
@@ -35,6 +36,8 @@ def pence(name: str, amount: float) -> int:
         raise BadUserInput(f"`{name}`: {exc}", field=name) from None
     if value < 0:
         raise BadUserInput(f"`{name}` must not be negative", field=name)
+    if value > MAX_PENCE:
+        raise BadUserInput(f"`{name}` is above {MAX_PENCE / 100:.2f}", field=name)
     return value
 
 

@@ -15,7 +15,11 @@ def to_pence(amount: float | str | Decimal) -> int:
         raise ValueError(f"not an amount of money: {amount!r}") from None
     if not value.is_finite():
         raise ValueError(f"not an amount of money: {amount!r}")
-    if value.quantize(_PENNY, rounding=ROUND_HALF_UP) != value:
+    try:
+        to_the_penny = value.quantize(_PENNY, rounding=ROUND_HALF_UP)
+    except InvalidOperation:  # more digits than the decimal context holds
+        raise ValueError(f"{amount!r} is too large") from None
+    if to_the_penny != value:
         raise ValueError(f"{amount!r} has fractions of a penny")
     return int(value * 100)
 

@@ -11,7 +11,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, column, func, literal_column, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    FromClause,
+    cast,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+)
 
 from bookql.api.errors import BadUserInput
 from bookql.catalog.models import books
@@ -31,7 +41,7 @@ STOP_WORDS = frozenset(
             "other our ours ourselves out over own same she should so some such than that the",
             "their theirs them themselves then there these they this those through to too under",
             "until up very was we were what when where which while who whom why will with you",
-            "your yours yourself yourselves",
+            "your yours yourself yourselves s t don",
         ]
     ).split()
 )
@@ -66,7 +76,11 @@ def build_search(dialect: str, text: str) -> Search:
     words = search_words(text)
     if dialect == "postgresql":
         query = func.to_tsquery("english", " & ".join(words))
-        relevance: ColumnElement[Any] = func.ts_rank_cd(_book_search.c.document, query)
+        # ts_rank_cd is a float4, printed rounded: as double precision it survives the trip
+        # through a cursor exactly, so the next page starts where this one ended.
+        relevance: ColumnElement[Any] = cast(
+            func.ts_rank_cd(_book_search.c.document, query), Double
+        )
         source = (
             select(_book_search.c.book_id, relevance.label("relevance"))
             .where(_book_search.c.document.op("@@")(query))
@@ -74,7 +88,8 @@ def build_search(dialect: str, text: str) -> Search:
         )
     else:
         match = " ".join(f'"{word}"' for word in words)
-        relevance = -func.bm25(literal_column("books_fts"), 10.0, 1.0)  # title weighs 10x
+        # title weighs 10x; typed, so that a cursor's relevance is checked as a number
+        relevance = -func.bm25(literal_column("books_fts"), 10.0, 1.0, type_=Double)
         source = (
             select(_fts.c.rowid.label("book_id"), relevance.label("relevance"))
             .where(literal_column("books_fts").op("MATCH")(match))

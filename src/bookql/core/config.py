@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     public_catalogue: bool = True
     crawl_allowed_hosts: Annotated[list[str], NoDecode] = ["books.toscrape.com"]
     crawl_start_url: str = "https://books.toscrape.com/"
+    crawl_settings: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Scrapy settings for crawls the API starts: NAME=VALUE,NAME=VALUE",
+    )
     crawler_dir: Path | None = Field(
         default=None,
         description="the Scrapy project (scrapy.cfg); default: crawler/ of the checkout",
@@ -96,6 +100,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
+
+    @field_validator("crawl_settings", mode="before")
+    @classmethod
+    def _split_settings(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        if any(not sep or not name.strip() for name, sep, _ in pairs):
+            raise ValueError("expected NAME=VALUE,NAME=VALUE")
+        return {name.strip(): setting.strip() for name, _, setting in pairs}
 
     @field_validator("redis_url", mode="after")
     @classmethod

@@ -72,8 +72,9 @@ class CrawlLauncher:
                     "books",
                     "-a",
                     f"start_url={url}",
+                    *self._setting_flags(),
                     cwd=crawler_dir,
-                    env={**os.environ, RUN_ID_VARIABLE: str(run.id)},
+                    env=self._environment(run.id),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=asyncio.subprocess.STDOUT,
@@ -86,6 +87,21 @@ class CrawlLauncher:
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         return run
+
+    def _environment(self, run_id: int) -> dict[str, str]:
+        """The crawler writes where this server reads, whatever its own environment says."""
+        return {
+            **os.environ,
+            "BOOKQL_DATA_DIR": str(self.settings.data_dir),
+            "BOOKQL_DATABASE_URL": self.settings.effective_database_url,
+            RUN_ID_VARIABLE: str(run_id),
+        }
+
+    def _setting_flags(self) -> list[str]:
+        flags: list[str] = []
+        for name, value in self.settings.crawl_settings.items():
+            flags += ["-s", f"{name}={value}"]
+        return flags
 
     def _open_log(self, run_id: int) -> BinaryIO:
         logs = self.settings.data_dir / "crawls"

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, FromClause, Row, and_, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, FromClause, Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeDecorator
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,27 +73,36 @@ _INVALID = object()
 
 
 def _decode(column: ColumnElement[Any], raw: Any) -> Any:
+    """A cursor's value for ``column``, or ``_INVALID``: cursors come back from clients.
+
+    Only what a row of the column could hold passes, so a forged cursor is refused rather
+    than failing in the database (sort columns are never null, PostgreSQL's integers are
+    32-bit unless declared big, its text holds no NUL, and timestamps are time-zoned).
+    """
+    if raw is None or isinstance(raw, bool):
+        return _INVALID
+    column_type = column.type
+    if isinstance(column_type, TypeDecorator):  # UTCDateTime says `object`; its impl knows
+        column_type = column_type.impl_instance
     try:
-        python_type = column.type.python_type
+        python_type = column_type.python_type
     except NotImplementedError:
-        return raw
-    if raw is None:
-        return None
+        return raw if isinstance(raw, int | float | str) else _INVALID
     if python_type is datetime:
         if not isinstance(raw, str):
             return _INVALID
         try:
-            return datetime.fromisoformat(raw)
+            value = datetime.fromisoformat(raw)
         except ValueError:
             return _INVALID
+        return value if value.tzinfo is not None else _INVALID
     if python_type is int:
-        return raw if isinstance(raw, int) and not isinstance(raw, bool) else _INVALID
+        bits = 63 if isinstance(column_type, BigInteger) else 31
+        return raw if isinstance(raw, int) and -(2**bits) <= raw < 2**bits else _INVALID
     if python_type is float:
-        return (
-            float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else _INVALID
-        )
+        return float(raw) if isinstance(raw, int | float) else _INVALID
     if python_type is str:
-        return raw if isinstance(raw, str) else _INVALID
+        return raw if isinstance(raw, str) and "\x00" not in raw else _INVALID
     return raw
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, func, select
@@ -82,20 +83,26 @@ class CatalogLoaders:
         return self._history[limit]
 
     async def _category_pages(self, keys: list[CategoryPageKey]) -> list[Page]:
-        """First pages of many categories' books in one statement per (listing, page size)."""
+        """First pages of many categories' books in one statement per (listing, page size).
+
+        The keys' listings differ only in their category, so each is batched under its
+        listing without the category, and the category becomes the statement's group.
+        """
         pages: dict[CategoryPageKey, Page] = {}
-        groups: dict[tuple[BookListing, PageRequest], list[int]] = defaultdict(list)
+        groups: dict[tuple[BookListing, PageRequest], list[CategoryPageKey]] = defaultdict(list)
         async with self._engine.connect() as conn:
             plans: dict[BookListing, ListingPlan] = {}
-            for category_id, listing, page in keys:
-                plan = plans.setdefault(listing, listing.plan(conn.dialect.name))
+            for key in keys:
+                category_id, listing, page = key
+                shared = replace(listing, category_id=None)
+                plan = plans.setdefault(shared, shared.plan(conn.dialect.name))
                 if page.cursor is None:
-                    groups[(listing, page)].append(category_id)
+                    groups[(shared, page)].append(key)
                     continue
                 after = plan.ordering.parse_cursor_payload(decode_cursor(page.cursor))
                 if after is None:
                     raise BadUserInput(f"{page.cursor!r} is not a cursor of this list")
-                pages[(category_id, listing, page)] = await fetch_page(
+                pages[key] = await fetch_page(
                     conn,
                     columns=queries.BOOK_COLUMNS,
                     where=[*plan.where, books.c.category_id == category_id],
@@ -105,31 +112,33 @@ class CatalogLoaders:
                     after_values=after,
                     source=plan.source,
                 )
-            for (listing, page), category_ids in groups.items():
-                plan = plans[listing]
+            for (shared, page), grouped in groups.items():
+                plan = plans[shared]
                 found = await fetch_pages_by_group(
                     conn,
                     columns=queries.BOOK_COLUMNS,
                     where=plan.where,
                     group=books.c.category_id,
-                    groups=sorted(set(category_ids)),
+                    groups=sorted({category_id for category_id, _, _ in grouped}),
                     ordering=plan.ordering,
                     size=page.size,
                     forward=page.forward,
                     source=plan.source,
                 )
-                for category_id in category_ids:
-                    pages[(category_id, listing, page)] = found[category_id]
+                for key in grouped:
+                    pages[key] = found[key[0]]
         return [pages[key] for key in keys]
 
     async def _category_counts(self, keys: list[CategoryCountKey]) -> list[int]:
+        """Counts of many categories' books, one statement per listing (as in the pages)."""
         counts: dict[CategoryCountKey, int] = {}
-        by_listing: dict[BookListing, list[int]] = defaultdict(list)
-        for category_id, listing in keys:
-            by_listing[listing].append(category_id)
+        by_listing: dict[BookListing, list[CategoryCountKey]] = defaultdict(list)
+        for key in keys:
+            by_listing[replace(key[1], category_id=None)].append(key)
         async with self._engine.connect() as conn:
-            for listing, category_ids in by_listing.items():
-                plan = listing.plan(conn.dialect.name)
+            for shared, grouped in by_listing.items():
+                plan = shared.plan(conn.dialect.name)
+                category_ids = sorted({category_id for category_id, _ in grouped})
                 statement = (
                     select(books.c.category_id, func.count())
                     .select_from(plan.source)
@@ -137,6 +146,6 @@ class CatalogLoaders:
                     .group_by(books.c.category_id)
                 )
                 found = {row[0]: int(row[1]) for row in await conn.execute(statement)}
-                for category_id in category_ids:
-                    counts[(category_id, listing)] = found.get(category_id, 0)
+                for key in grouped:
+                    counts[key] = found.get(key[0], 0)
         return [counts[key] for key in keys]

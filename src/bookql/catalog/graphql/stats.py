@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, TypeVar
 
 import strawberry
@@ -17,11 +18,17 @@ from bookql.catalog.money import from_pence
 
 T = TypeVar("T")
 DEFAULT_BUCKET_WIDTH = 10.0
+_PENNY = Decimal("0.01")
 
 
 def _money(pence: float | None) -> float | None:
-    """Prices in GBP; averages rounded to the penny."""
-    return None if pence is None else round(pence / 100, 2)
+    """Prices in GBP; averages rounded to the penny, halves up.
+
+    In decimal: ``round`` on the float rounds 34.385 down, as the 34.38499… it is stored as.
+    """
+    if pence is None:
+        return None
+    return float((Decimal(repr(pence)) / 100).quantize(_PENNY, rounding=ROUND_HALF_UP))
 
 
 @strawberry.type
