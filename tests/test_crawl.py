@@ -21,8 +21,8 @@ from bookql.db.migrate import upgrade
 from tests.catalogue import snapshot_books
 from tests.conftest import PostgresDatabases, ScratchDatabase
 from tests.crawling import CRAWLER, FAST, Stored, run_crawl, start_crawl
-from tests.test_cli import _free_port
 from tests.mirror import Mirror, MirrorSite, serve_mirror
+from tests.test_cli import _free_port
 
 LIGHT = "a897fe39b1053632"  # A Light in the Attic, page 1
 SHARP = "e00eb4fd7b871a48"  # Sharp Objects
