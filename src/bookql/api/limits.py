@@ -1,4 +1,4 @@
-"""Protection from abusive queries: size, tokens, depth, aliases, cost and time.
+"""Protection from abusive queries: size, tokens, depth, aliases, cost and time (and NUL).
 
 Depth and aliases are validation rules (they need no variables). Cost needs the variables,
 so it is checked when execution starts: every object a query may return counts once for
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -23,13 +24,16 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     ValidationContext,
     ValidationRule,
+    Visitor,
     get_named_type,
     get_nullable_type,
     is_composite_type,
     is_list_type,
     value_from_ast,
+    visit,
 )
 from strawberry.extensions import SchemaExtension
 
@@ -37,6 +41,37 @@ from bookql.api.errors import ErrorCode
 from bookql.api.relay import DEFAULT_PAGE_SIZE
 
 LIST_ESTIMATE = 50  # a plain list (categories, stats rows) is assumed this long
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def _has_nul_literal(document: DocumentNode) -> bool:
+    """A string literal that spells NUL with an escape (``"\\u0000"``)."""
+    found = False
+
+    class Finder(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+            nonlocal found
+            found = found or "\x00" in node.value
+
+    visit(document, Finder())
+    return found
+
+
+def _nul_refused() -> GraphQLError:
+    """No stored text holds NUL (PostgreSQL cannot), and a driver would refuse it."""
+    return GraphQLError(
+        "text must not contain NUL characters",
+        extensions={"code": ErrorCode.BAD_USER_INPUT.value},
+    )
 
 
 def too_complex(message: str, **extensions: Any) -> GraphQLError:
@@ -218,6 +253,8 @@ class QueryLimits(SchemaExtension):
                 f"the query is longer than {self.limits.max_bytes} bytes",
                 limit=self.limits.max_bytes,
             )
+        if _has_nul(context.variables):
+            raise _nul_refused()
         context.parse_options["max_tokens"] = self.limits.max_tokens
         context.validation_rules = (*context.validation_rules, self.shape)
         yield
@@ -225,6 +262,8 @@ class QueryLimits(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
+        if document is not None and _has_nul_literal(document):
+            raise _nul_refused()
         if document is not None:
             fragments = {
                 d.name.value: d

@@ -6,6 +6,7 @@ key under which nested connections are batched.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.api.errors import BadUserInput
 from bookql.catalog.models import books
-from bookql.catalog.search import Search, build_search
+from bookql.catalog.search import Search, build_search, search_words
 from bookql.db.keyset import Ordering, SortColumn
 
 
@@ -109,6 +110,10 @@ class BookListing:
             for field, direction in order
         ]
         name = ",".join(f"{field.value}:{direction.value}" for field, direction in order) or "site"
+        if search is not None and any(field is BookOrderField.RELEVANCE for field, _ in order):
+            # a relevance is only comparable within one search: tie the cursor to its words
+            words = " ".join(search_words(self.search or ""))
+            name += ":" + hashlib.sha256(words.encode()).hexdigest()[:12]
         ordering = Ordering(name, (*columns, SortColumn(books.c.id)))
         return ListingPlan(source=source, where=self.where(), ordering=ordering, search=search)
 

@@ -20,10 +20,6 @@ async def listing_from_arguments(
     category_id: int | None = None,
 ) -> BookListing:
     f = filter or BookFilter()
-    for name, text in (("category", f.category), ("titleContains", f.title_contains)):
-        if text is not None and "\x00" in text:
-            # PostgreSQL text holds no NUL, so nothing could match; and it would refuse it
-            raise BadUserInput(f"`{name}` must not contain NUL characters", field=name)
     if f.category is not None:
         if category_id is not None:
             raise BadUserInput("`filter.category` cannot narrow a category's own books")

@@ -81,6 +81,16 @@ class CategoryPayload:
     category: Category
 
 
+def _refuse_nulls(input: UpdateBookInput) -> None:
+    """Leave a field out to keep it; only the description may be set to null."""
+    for name, value in vars(input).items():
+        if value is None and name != "description":
+            field = "".join(
+                part.capitalize() if i else part for i, part in enumerate(name.split("_"))
+            )
+            raise BadUserInput(f"`{field}` cannot be null: leave it out to keep it", field=field)
+
+
 def _given(value: object) -> bool:
     return value is not strawberry.UNSET and value is not None
 
@@ -117,7 +127,7 @@ class CatalogMutation:
             image_url=input.image_url or None,
             product_url=input.product_url or None,
             category_id=await _category_id(info, input.category),
-            description=input.description,
+            description=input.description or None,  # "" means no description
         )
         row = await _admin(info).create_book(input.upc, changes)
         return BookPayload(book=Book.from_row(row))
@@ -128,6 +138,7 @@ class CatalogMutation:
     )
     async def update_book(self, info: Info, input: UpdateBookInput) -> BookPayload:
         upc = expect_global_id(input.id, "Book")
+        _refuse_nulls(input)
         changes = BookChanges(
             title=input.title if _given(input.title) else None,
             product_type=input.product_type if _given(input.product_type) else None,
@@ -137,8 +148,8 @@ class CatalogMutation:
             num_reviews=input.num_reviews if _given(input.num_reviews) else None,
             image_url=input.image_url if _given(input.image_url) else None,
             product_url=input.product_url if _given(input.product_url) else None,
-            description=input.description if _given(input.description) else None,
-            clear_description=input.description is None,
+            description=input.description or None,
+            clear_description=input.description is None or input.description == "",
         )
         for name, attribute, value in (
             ("priceExclTax", "price_excl_tax_pence", input.price_excl_tax),

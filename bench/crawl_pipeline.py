@@ -1,0 +1,104 @@
+"""A full offline crawl (50 listing pages, 1000 product pages) with and without the database.
+
+Both crawls validate every item; the difference is the pipeline that stores them (batched
+upserts into a fresh database each round). Target: storing adds at most 20% to the crawl.
+
+    python -m bench.crawl_pipeline [--rounds 3] [--database-url postgresql+psycopg://…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.harness import median, pin, pin_self, table, write_results
+from tests.mirror import MirrorSite, serve_mirror
+
+CRAWLER = Path(__file__).parents[1] / "crawler"
+FAST = ["-s", "AUTOTHROTTLE_ENABLED=0", "-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=WARNING"]
+
+
+def _fresh_database(data_dir: Path, base_url: str | None) -> tuple[str, str | None]:
+    """A new empty database (SQLite file, or a scratch PostgreSQL database) and its name."""
+    if base_url is None:
+        return f"sqlite:///{data_dir / f'{uuid.uuid4().hex}.db'}", None
+    name = f"bookql_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(make_url(base_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop(base_url: str | None, name: str | None) -> None:
+    if base_url is None or name is None:
+        return
+    admin = create_engine(make_url(base_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _crawl(mirror_url: str, database_url: str, data_dir: Path, *, store: bool) -> float:
+    env = {**os.environ, "BOOKQL_DATABASE_URL": database_url, "BOOKQL_DATA_DIR": str(data_dir)}
+    if store:
+        subprocess.run(
+            [sys.executable, "-m", "bookql", "db", "upgrade"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    command = [
+        sys.executable, "-m", "scrapy", "crawl", "books", "-a", f"start_url={mirror_url}/",
+        *FAST, "-s", f"BOOKQL_STORE={'1' if store else '0'}",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    subprocess.run(pin(command, 0), cwd=CRAWLER, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", default=os.environ.get("BOOKQL_BENCH_DATABASE_URL"))
+    args = parser.parse_args()
+    pin_self(1)  # the mirror answers from the other core
+    times: dict[str, list[float]] = {"without the database": [], "with the database": []}
+    with tempfile.TemporaryDirectory() as tmp, serve_mirror(MirrorSite()) as mirror_url:
+        data_dir = Path(tmp)
+        for _ in range(args.rounds):
+            url, name = _fresh_database(data_dir, args.database_url)
+            try:
+                times["without the database"].append(_crawl(mirror_url, url, data_dir, store=False))
+                times["with the database"].append(_crawl(mirror_url, url, data_dir, store=True))
+            finally:
+                _drop(args.database_url, name)
+    bare = median(times["without the database"])
+    stored = median(times["with the database"])
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(
+        table(
+            [
+                [f"full offline crawl ({backend})", "median s", "ratio"],
+                ["pipeline disabled", f"{bare:.2f}", "1.00x"],
+                ["batched upserts", f"{stored:.2f}", f"{stored / bare:.2f}x (target <= 1.20x)"],
+            ]
+        )
+    )
+    write_results(
+        f"crawl_pipeline_{backend.lower()}",
+        {"bare_s": bare, "stored_s": stored, "ratio": stored / bare, "rounds": args.rounds},
+    )
+
+
+if __name__ == "__main__":
+    main()
