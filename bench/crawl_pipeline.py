@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from bench.harness import median, pin, pin_self, table, write_results
 from tests.mirror import MirrorSite, serve_mirror
 
 CRAWLER = Path(__file__).parents[1] / "crawler"
+EXTRA = [f for s in os.environ.get("BENCH_CRAWL_SETTINGS", "").split(",") if s for f in ("-s", s)]
 FAST = ["-s", "AUTOTHROTTLE_ENABLED=0", "-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=WARNING"]
 
 
@@ -48,6 +50,9 @@ def _drop(base_url: str | None, name: str | None) -> None:
     admin.dispose()
 
 
+CPU: dict[bool, list[float]] = {True: [], False: []}  # the crawler process's own CPU seconds
+
+
 def _crawl(mirror_url: str, database_url: str, data_dir: Path, *, store: bool) -> float:
     env = {**os.environ, "BOOKQL_DATABASE_URL": database_url, "BOOKQL_DATA_DIR": str(data_dir)}
     if store:
@@ -59,10 +64,15 @@ def _crawl(mirror_url: str, database_url: str, data_dir: Path, *, store: bool) -
         )
     command = [
         sys.executable, "-m", "scrapy", "crawl", "books", "-a", f"start_url={mirror_url}/",
-        *FAST, "-s", f"BOOKQL_STORE={'1' if store else '0'}",
+        *FAST, "-s", f"BOOKQL_STORE={'1' if store else '0'}", *EXTRA,
     ]  # fmt: skip
     started = time.perf_counter()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(pin(command, 0), cwd=CRAWLER, env=env, check=True, capture_output=True)
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[store].append(
+        cpu_after.ru_utime - cpu_before.ru_utime + cpu_after.ru_stime - cpu_before.ru_stime
+    )
     return time.perf_counter() - started
 
 
@@ -94,9 +104,21 @@ def main() -> None:
             ]
         )
     )
+    cpu_bare, cpu_stored = median(CPU[False]), median(CPU[True])
+    print(
+        f"crawler CPU: {cpu_bare:.2f} s without, {cpu_stored:.2f} s with the database "
+        f"({cpu_stored / cpu_bare:.2f}x); the rest of the difference is the database server"
+    )
     write_results(
         f"crawl_pipeline_{backend.lower()}",
-        {"bare_s": bare, "stored_s": stored, "ratio": stored / bare, "rounds": args.rounds},
+        {
+            "bare_s": bare,
+            "stored_s": stored,
+            "ratio": stored / bare,
+            "crawler_cpu_bare_s": median(CPU[False]),
+            "crawler_cpu_stored_s": median(CPU[True]),
+            "rounds": args.rounds,
+        },
     )
 
 

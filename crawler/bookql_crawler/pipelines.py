@@ -1,10 +1,12 @@
 """Item pipelines: check every book, then store them in batches through bookql's own layer.
 
 The database pipeline never blocks the reactor: Scrapy runs on the asyncio reactor and the
-pipeline awaits bookql's async engine. Each batch is one transaction (one
-``INSERT … ON CONFLICT`` keyed by UPC), so a failure loses no more than that batch, and the
-batch is kept and written again at the next flush. At the end the crawl run records what the
-crawl saw; only a complete crawl marks the books it did not see as removed.
+pipeline awaits bookql's async engine, writing each full batch in the background while the
+crawl goes on (it waits only if the database falls several batches behind). Each batch is
+one transaction (one ``INSERT … ON CONFLICT`` keyed by UPC), so a failure loses no more than
+that batch, and the batch is kept and written again at the next flush. At the end the crawl
+run records what the crawl saw; only a complete crawl marks the books it did not see as
+removed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 from scrapy.crawler import Crawler
@@ -40,6 +43,8 @@ from bookql_crawler.validation import InvalidBook, to_record
 log = logging.getLogger(__name__)
 RUN_ID_VARIABLE = "BOOKQL_CRAWL_RUN_ID"  # set when the API started this crawl
 MAX_FAILED_FLUSHES = 3
+BACKLOG_BATCHES = 4  # buffered batches before the crawl waits for the database
+PROGRESS_INTERVAL_SECONDS = 1.0  # crawlProgress needs no more than this
 
 
 class ValidationPipeline:
@@ -68,6 +73,9 @@ class DatabasePipeline:
         self.enabled = crawler.settings.getbool("BOOKQL_STORE", True)
         self.buffer: list[BookRecord] = []
         self.lock = asyncio.Lock()
+        self.writing: asyncio.Future[bool] | None = None
+        self.category_ids: dict[str, int] = {}
+        self.progress_reported_at = 0.0
         self.counts = UpsertCounts()
         self.stored = 0
         self.failed_flushes = 0
@@ -104,19 +112,32 @@ class DatabasePipeline:
     async def process_item(self, item: Any) -> Any:
         if self.run_id is not None and isinstance(item, BookRecord):
             self.buffer.append(item)
-            if len(self.buffer) >= self.batch_size:
-                await self.flush()
+            idle = self.writing is None or self.writing.done()
+            if len(self.buffer) >= self.batch_size and idle:
+                self.writing = asyncio.ensure_future(self.flush())
+            elif len(self.buffer) >= self.batch_size * BACKLOG_BATCHES and self.writing:
+                await self.writing  # the database is falling behind: let it catch up
         return item
 
-    async def flush(self) -> bool:
-        """Write the buffer as one transaction; on failure keep it for the next flush."""
+    async def flush(self, *, everything: bool = False) -> bool:
+        """Write full batches (or everything) one transaction each; keep a failed one.
+
+        Batches of one size make statements of one shape, which SQLAlchemy compiles once.
+        """
+        while self.buffer and (everything or len(self.buffer) >= self.batch_size):
+            if not await self._write_batch():
+                return False
+        return True
+
+    async def _write_batch(self) -> bool:
         async with self.lock:
             if not self.buffer or self.engine is None:
                 return True
-            batch, self.buffer = self.buffer, []
+            batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size :]
+            known = dict(self.category_ids)  # kept only if the transaction commits
             try:
                 async with async_write_transaction(self.engine) as conn:
-                    counts = await upsert_books(conn, batch, utcnow())
+                    counts = await upsert_books(conn, batch, utcnow(), known)
             except (DBAPIError, OSError) as exc:
                 self.buffer[:0] = batch
                 self.write_errors += 1
@@ -126,6 +147,7 @@ class DatabasePipeline:
                     await self._stop("database_unavailable")
                 return False
             self.failed_flushes = 0
+            self.category_ids = known
             self.counts += counts
             self.stored += len(batch)
         await self._report_progress()
@@ -136,7 +158,9 @@ class DatabasePipeline:
             if self.engine is not None:
                 await self.engine.dispose()
             return
-        stored_everything = await self.flush()
+        if self.writing is not None:
+            await self.writing
+        stored_everything = await self.flush(everything=True)
         reason = self._close_reason()
         stats = self._stats()
         complete = (
@@ -181,6 +205,10 @@ class DatabasePipeline:
     async def _report_progress(self) -> None:
         if self.engine is None or self.run_id is None:
             return
+        now = time.monotonic()
+        if now - self.progress_reported_at < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.progress_reported_at = now
         try:
             await record_progress(self.engine, self.run_id, self._run_counts(0))
         except (DBAPIError, OSError) as exc:

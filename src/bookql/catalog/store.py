@@ -28,7 +28,7 @@ async def ensure_categories(conn: AsyncConnection, names: Iterable[str]) -> dict
     if not wanted:
         return {}
     rows = [{"name": name, "slug": slugify(name)} for name in wanted]
-    await conn.execute(insert_for(conn, categories).on_conflict_do_nothing(), rows)
+    await conn.execute(insert_for(conn, categories).values(rows).on_conflict_do_nothing())
     result = await conn.execute(
         select(categories.c.name, categories.c.id).where(categories.c.name.in_(wanted))
     )
@@ -60,6 +60,22 @@ def _book_values(record: BookRecord, category_id: int, now: datetime) -> dict[st
     }
 
 
+def _price_points(
+    books_seen: Iterable[tuple[int, BookRecord]], now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "book_id": book_id,
+            "observed_at": now,
+            "price_excl_tax_pence": record.price_excl_tax_pence,
+            "price_incl_tax_pence": record.price_incl_tax_pence,
+            "tax_pence": record.tax_pence,
+            "availability": record.availability,
+        }
+        for book_id, record in books_seen
+    ]
+
+
 async def insert_missing_books(
     conn: AsyncConnection, records: Sequence[BookRecord], now: datetime
 ) -> int:
@@ -71,13 +87,14 @@ async def insert_missing_books(
     inserted = 0
     for start in range(0, len(records), BATCH_SIZE):
         batch = {record.upc: record for record in records[start : start + BATCH_SIZE]}
+        values = [_book_values(r, category_ids[r.category], now) for r in batch.values()]
         statement = (
             insert_for(conn, books)
+            .values(values)
             .on_conflict_do_nothing(index_elements=["upc"])
             .returning(books.c.id, books.c.upc)
         )
-        values = [_book_values(r, category_ids[r.category], now) for r in batch.values()]
-        new_ids = {upc: book_id for book_id, upc in (await conn.execute(statement, values))}
+        new_ids = {upc: book_id for book_id, upc in await conn.execute(statement)}
         if not new_ids:
             continue
         inserted += len(new_ids)
@@ -87,20 +104,11 @@ async def insert_missing_books(
             if batch[upc].description is not None
         ]
         if texts:
-            await conn.execute(descriptions.insert(), texts)
+            await conn.execute(descriptions.insert().values(texts))
         await conn.execute(
-            price_points.insert(),
-            [
-                {
-                    "book_id": book_id,
-                    "observed_at": now,
-                    "price_excl_tax_pence": batch[upc].price_excl_tax_pence,
-                    "price_incl_tax_pence": batch[upc].price_incl_tax_pence,
-                    "tax_pence": batch[upc].tax_pence,
-                    "availability": batch[upc].availability,
-                }
-                for upc, book_id in new_ids.items()
-            ],
+            price_points.insert().values(
+                _price_points(((book_id, batch[upc]) for upc, book_id in new_ids.items()), now)
+            )
         )
     return inserted
 
@@ -139,17 +147,24 @@ _PRICED = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availab
 
 
 async def upsert_books(
-    conn: AsyncConnection, records: Sequence[BookRecord], now: datetime
+    conn: AsyncConnection,
+    records: Sequence[BookRecord],
+    now: datetime,
+    category_ids: dict[str, int] | None = None,
 ) -> UpsertCounts:
     """Store what a crawl saw, keyed by UPC, in one ``INSERT … ON CONFLICT`` per batch.
 
     Every book seen gets ``last_seen_at = now`` (and loses ``removed_at``: it is back); a
-    changed price or stock adds a price point; ``first_seen_at`` never moves.
+    changed price or stock adds a price point; ``first_seen_at`` never moves. A caller
+    storing many batches passes ``category_ids`` to keep the category ids it has learnt.
     """
     if not records:
         return UpsertCounts()
     latest = {record.upc: record for record in records}  # the last sighting wins
-    category_ids = await ensure_categories(conn, (r.category for r in latest.values()))
+    category_ids = {} if category_ids is None else category_ids
+    unknown = {r.category for r in latest.values()} - category_ids.keys()
+    if unknown:
+        category_ids.update(await ensure_categories(conn, unknown))
     existing_rows = await conn.execute(
         select(books, descriptions.c.description)
         .select_from(books.outerjoin(descriptions, descriptions.c.book_id == books.c.id))
@@ -171,27 +186,18 @@ async def upsert_books(
         updated, unchanged = (updated + 1, unchanged) if changed else (updated, unchanged + 1)
         if any(getattr(old, name) != row[name] for name in _PRICED):
             priced_upcs.append(row["upc"])
-    statement = insert_for(conn, books)
+    statement = insert_for(conn, books).values(values)
     refreshed = {name: statement.excluded[name] for name in (*_COMPARED, "last_seen_at")}
     statement = statement.on_conflict_do_update(
         index_elements=["upc"], set_={**refreshed, "removed_at": None}
     ).returning(books.c.id, books.c.upc)
-    ids = {upc: book_id for book_id, upc in await conn.execute(statement, values)}
+    ids = {upc: book_id for book_id, upc in await conn.execute(statement)}
     await _store_descriptions(conn, latest, ids, existing)
     if priced_upcs:
         await conn.execute(
-            price_points.insert(),
-            [
-                {
-                    "book_id": ids[upc],
-                    "observed_at": now,
-                    "price_excl_tax_pence": latest[upc].price_excl_tax_pence,
-                    "price_incl_tax_pence": latest[upc].price_incl_tax_pence,
-                    "tax_pence": latest[upc].tax_pence,
-                    "availability": latest[upc].availability,
-                }
-                for upc in priced_upcs
-            ],
+            price_points.insert().values(
+                _price_points(((ids[upc], latest[upc]) for upc in priced_upcs), now)
+            )
         )
     return UpsertCounts(new=new, updated=updated, unchanged=unchanged)
 
@@ -209,11 +215,11 @@ async def _store_descriptions(
         and (upc not in existing or existing[upc].description != record.description)
     ]
     if changed:
-        statement = insert_for(conn, descriptions)
+        statement = insert_for(conn, descriptions).values(changed)
         statement = statement.on_conflict_do_update(
             index_elements=["book_id"], set_={"description": statement.excluded.description}
         )
-        await conn.execute(statement, changed)
+        await conn.execute(statement)
     gone = [
         ids[upc]
         for upc, record in latest.items()
