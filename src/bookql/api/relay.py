@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import ColumnElement, FromClause, Row
@@ -17,6 +17,11 @@ from bookql.db.keyset import Ordering, fetch_page
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+
+PageArgument = Annotated[
+    int | None, strawberry.argument(description=f"Page size, at most {MAX_PAGE_SIZE}.")
+]
+CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
 
 
 def _b64encode(text: str) -> str:

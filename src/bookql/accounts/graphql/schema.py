@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 from sqlalchemy import func, select
 
@@ -27,14 +25,17 @@ from bookql.accounts.graphql.types import (
 from bookql.accounts.models import Role, users
 from bookql.api.context import Info
 from bookql.api.errors import Forbidden
-from bookql.api.relay import PageRequest, expect_global_id, load_page
+from bookql.api.relay import (
+    CursorArgument,
+    PageArgument,
+    PageRequest,
+    expect_global_id,
+    load_page,
+)
 from bookql.db.keyset import Ordering, SortColumn
 
 USER_ORDER = Ordering("users", (SortColumn(users.c.id),))
 USER_COLUMNS = tuple(users.c)
-
-PageArgument = Annotated[int | None, strawberry.argument(description="Page size, at most 100.")]
-CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
 
 
 def _user_key(global_id: str) -> int:

@@ -10,19 +10,18 @@ from strawberry.permission import BasePermission
 from bookql.accounts.graphql.permissions import CanReadCatalogue
 from bookql.api.context import Info
 from bookql.api.errors import BadUserInput
-from bookql.api.relay import PageRequest, expect_global_id, load_page
+from bookql.api.relay import (
+    CursorArgument,
+    PageArgument,
+    PageRequest,
+    expect_global_id,
+    load_page,
+)
 from bookql.catalog import queries
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_from_arguments
 from bookql.catalog.graphql.stats import CatalogueStats, new_stats
-from bookql.catalog.graphql.types import (
-    Book,
-    BookConnection,
-    BookEdge,
-    Category,
-    CursorArgument,
-    PageArgument,
-)
+from bookql.catalog.graphql.types import Book, BookConnection, BookEdge, Category
 
 READ: list[type[BasePermission]] = [CanReadCatalogue]
 SearchArgument = Annotated[

@@ -11,7 +11,16 @@ from sqlalchemy import Row
 
 from bookql.api.context import Info
 from bookql.api.errors import BadUserInput
-from bookql.api.relay import Node, PageInfo, PageRequest, encode_cursor, page_info_for, to_global_id
+from bookql.api.relay import (
+    CursorArgument,
+    Node,
+    PageArgument,
+    PageInfo,
+    PageRequest,
+    encode_cursor,
+    page_info_for,
+    to_global_id,
+)
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_from_arguments
 from bookql.catalog.graphql.loaders import HISTORY_CAP
@@ -19,8 +28,6 @@ from bookql.catalog.money import from_pence
 from bookql.db.keyset import Page
 
 DEFAULT_HISTORY = 10
-PageArgument = Annotated[int | None, strawberry.argument(description="Page size, at most 100.")]
-CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
 
 
 @strawberry.type(description="What a book cost, and how many were in stock, at one time.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from typing import Any
 
 import strawberry
 from sqlalchemy import Row, func, select
@@ -13,7 +13,13 @@ from strawberry.permission import BasePermission
 from bookql.accounts.graphql.permissions import IsAdmin
 from bookql.api.context import Info
 from bookql.api.errors import NotFound
-from bookql.api.relay import PageRequest, expect_global_id, load_page
+from bookql.api.relay import (
+    CursorArgument,
+    PageArgument,
+    PageRequest,
+    expect_global_id,
+    load_page,
+)
 from bookql.crawls.graphql.types import CrawlRun, CrawlRunConnection, CrawlRunEdge, StartCrawlInput
 from bookql.crawls.models import ACTIVE, crawl_runs
 from bookql.db.keyset import Ordering, SortColumn
@@ -21,9 +27,6 @@ from bookql.db.keyset import Ordering, SortColumn
 ADMIN: list[type[BasePermission]] = [IsAdmin]
 NEWEST_FIRST = Ordering("crawl-runs", (SortColumn(crawl_runs.c.id, descending=True),))
 PROGRESS_POLL_SECONDS = 0.5
-
-PageArgument = Annotated[int | None, strawberry.argument(description="Page size, at most 100.")]
-CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
 
 
 async def _run(info: Info, run_id: int) -> Row[Any] | None:
