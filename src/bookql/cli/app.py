@@ -24,6 +24,8 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+models_app = typer.Typer(help="Price model versions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 log = logging.getLogger("bookql.cli")
 
@@ -149,6 +151,89 @@ def users_create(
     except BookQLError as exc:
         typer.echo(f"bookql: error: {exc.message}", err=True)
         raise typer.Exit(code=1) from None
+
+
+@app.command()
+def train(
+    activate: Annotated[bool, typer.Option("--activate", help="Serve the new version.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = 42,
+) -> None:
+    """Train a price model on the current catalogue into the models directory."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bookql.db.engine import create_async_db_engine
+    from bookql.ml.features import load_books_frame, load_categories
+    from bookql.ml.store import ModelStore
+    from bookql.ml.training import train_price_model
+
+    settings = get_settings()
+    check_connection(create_sync_engine(settings))
+
+    async def load() -> tuple[object, list[str]]:
+        engine = create_async_db_engine(settings)
+        try:
+            async with engine.connect() as conn:
+                return await load_books_frame(conn), await load_categories(conn)
+        finally:
+            await engine.dispose()
+
+    frame, categories = asyncio.run(load())
+    with Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), transient=True
+    ) as progress:
+        task = progress.add_task("loading", total=1.0)
+
+        def report(what: str, done: float) -> None:
+            progress.update(task, description=what, completed=done)
+
+        try:
+            trained = train_price_model(frame, categories, seed=seed, progress=report)  # type: ignore[arg-type]
+        except ValueError as exc:
+            typer.echo(f"bookql: error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+    store = ModelStore(settings.effective_models_dir)
+    model = store.save(trained)
+    if activate:
+        store.activate(model.version)
+    m = trained.metrics
+    typer.echo(
+        f"model {model.version}{' (active)' if activate else ''}: "
+        f"MAE {m['model']['mae']:.2f} GBP vs {m['baseline_mean']['mae']:.2f} (mean price) and "
+        f"{m['baseline_category_mean']['mae']:.2f} (category mean); "
+        f"{m['interval']['level']:.0%} interval ±{m['interval']['half_width']:.2f}, "
+        f"coverage {m['interval']['test_coverage']:.1%}\n  {model.path}"
+    )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The stored model versions, newest first; * marks the active one."""
+    from bookql.ml.store import ModelStore
+
+    store = ModelStore(get_settings().effective_models_dir)
+    active = store.active_version()
+    versions = store.versions()
+    if not versions:
+        typer.echo("no models yet: run `bookql train`")
+    for model in versions:
+        mae = model.bookql["metrics"]["model"]["mae"]
+        mark = "*" if model.version == active else " "
+        typer.echo(f"{mark} {model.version}  MAE {mae:.2f}  {model.created_at:%Y-%m-%d %H:%M} UTC")
+
+
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="A version from `models list`.")],
+) -> None:
+    """Serve VERSION from now on (every worker picks the switch up)."""
+    from bookql.ml.store import ModelStore, UnknownVersion
+
+    try:
+        ModelStore(get_settings().effective_models_dir).activate(version)
+    except UnknownVersion as exc:
+        typer.echo(f"bookql: error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"active model: {version}")
 
 
 @app.command("export-schema")

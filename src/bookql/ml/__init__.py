@@ -1,0 +1,1 @@
+"""The price model: features (pandas), XGBoost training, versioned models on disk."""
