@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.auth_latency
 	$(BIN)/python -m bench.crawl_pipeline
+	$(BIN)/python -m bench.predict_latency
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

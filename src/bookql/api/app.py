@@ -20,6 +20,7 @@ from bookql.api.view import GraphQLApp
 from bookql.core.config import Settings, get_settings
 from bookql.crawls.launcher import CrawlLauncher
 from bookql.db.engine import create_async_db_engine
+from bookql.ml.service import PriceService
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -29,12 +30,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     accounts = build_accounts(settings, engine, redis)
     crawls = CrawlLauncher(settings, engine)
-    graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls)
+    ml = PriceService(settings, engine)
+    graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls, ml)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await crawls.close()
+        await ml.close()
         accounts.close()
         await engine.dispose()
         if redis is not None:

@@ -16,6 +16,7 @@ from bookql.accounts.service import Accounts
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
 from bookql.crawls.launcher import CrawlLauncher
+from bookql.ml.service import PriceService
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Context:
     request_id: str
     accounts: Accounts
     crawls: CrawlLauncher
+    ml: PriceService
     catalog: CatalogLoaders
     auth: RequestAuth = field(init=False)
     connection_params: dict[str, Any] | None = field(default=None)

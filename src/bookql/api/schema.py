@@ -30,6 +30,8 @@ from bookql.crawls.graphql.schema import (
     load_crawl_run_node,
 )
 from bookql.crawls.graphql.types import CrawlRun
+from bookql.ml.graphql.schema import MlMutation, MlQuery, load_model_node, load_prediction_node
+from bookql.ml.graphql.types import ModelVersion, PricePrediction
 
 DOCUMENT_CACHE_SIZE = 1000
 
@@ -52,11 +54,13 @@ NODE_LOADERS: dict[str, NodeLoader] = {
     "Category": _catalogue(load_category),
     "User": load_user_node,
     "CrawlRun": load_crawl_run_node,
+    "ModelVersion": load_model_node,
+    "PricePrediction": load_prediction_node,
 }
 
 
 @strawberry.type
-class Query(CatalogQuery, AccountsQuery, CrawlsQuery):
+class Query(CatalogQuery, AccountsQuery, CrawlsQuery, MlQuery):
     @strawberry.field(description="Any object by its global id; null when there is none.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, key = from_global_id(id)
@@ -68,7 +72,7 @@ class Query(CatalogQuery, AccountsQuery, CrawlsQuery):
 
 
 @strawberry.type
-class Mutation(CatalogMutation, AccountsMutation, CrawlsMutation):
+class Mutation(CatalogMutation, AccountsMutation, CrawlsMutation, MlMutation):
     pass
 
 
@@ -118,7 +122,7 @@ def build_schema(settings: Settings | None = None) -> BookQLSchema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Book, Category, User, CrawlRun],
+        types=[Book, Category, User, CrawlRun, ModelVersion, PricePrediction],
         extensions=extensions,
         config=StrawberryConfig(
             auto_camel_case=True, disable_field_suggestions=settings.is_production

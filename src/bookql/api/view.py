@@ -39,6 +39,7 @@ from bookql.api.middleware import request_id_of
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
 from bookql.crawls.launcher import CrawlLauncher
+from bookql.ml.service import PriceService
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -94,6 +95,7 @@ class GraphQLApp(GraphQL[Context, None]):
         engine: AsyncEngine,
         accounts: Accounts,
         crawls: CrawlLauncher,
+        ml: PriceService,
     ) -> None:
         super().__init__(
             schema,
@@ -108,6 +110,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.engine = engine
         self.accounts = accounts
         self.crawls = crawls
+        self.ml = ml
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,6 +161,7 @@ class GraphQLApp(GraphQL[Context, None]):
             request_id=request_id_of(request.scope),
             accounts=self.accounts,
             crawls=self.crawls,
+            ml=self.ml,
             catalog=CatalogLoaders(self.engine),
         )
 

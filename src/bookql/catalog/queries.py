@@ -45,6 +45,11 @@ async def books_by_upcs(conn: AsyncConnection, upcs: Sequence[str]) -> dict[str,
     return {row.upc: cast("Row[Any]", row) for row in result}
 
 
+async def books_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Row[Any]]:
+    result = await conn.execute(select(*BOOK_COLUMNS).where(books.c.id.in_(ids)))
+    return {row.id: cast("Row[Any]", row) for row in result}
+
+
 async def categories_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Row[Any]]:
     result = await conn.execute(select(categories).where(categories.c.id.in_(ids)))
     return {row.id: row for row in result}

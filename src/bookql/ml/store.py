@@ -105,9 +105,11 @@ class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def save(self, trained: TrainedModel, *, now: datetime | None = None) -> StoredModel:
+    def save(
+        self, trained: TrainedModel, *, version: str | None = None, now: datetime | None = None
+    ) -> StoredModel:
         now = now or datetime.now(UTC)
-        version = new_version(now)
+        version = version or new_version(now)
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".tmp-{version}"
         staging.mkdir()

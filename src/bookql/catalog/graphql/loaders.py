@@ -47,6 +47,9 @@ class CatalogLoaders:
         self.book_by_upc: DataLoader[str, Row[Any] | None] = _loader(
             engine, queries.books_by_upcs, None
         )
+        self.book_by_id: DataLoader[int, Row[Any] | None] = _loader(
+            engine, queries.books_by_ids, None
+        )
         self.category_by_id: DataLoader[int, Row[Any] | None] = _loader(
             engine, queries.categories_by_ids, None
         )

@@ -1,0 +1,1 @@
+"""The price model's GraphQL types and root fields."""

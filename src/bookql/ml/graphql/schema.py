@@ -1,0 +1,322 @@
+"""The price model's root fields: features, versions, predictions, training, activation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import strawberry
+from sqlalchemy import ColumnElement, func, select
+from strawberry.permission import BasePermission
+
+from bookql.accounts.graphql.permissions import IsAdmin, IsAuthenticated
+from bookql.api.context import Info
+from bookql.api.errors import BadUserInput, BookQLError, Forbidden, NotFound
+from bookql.api.relay import (
+    CursorArgument,
+    PageArgument,
+    PageInfo,
+    PageRequest,
+    expect_global_id,
+    load_page,
+)
+from bookql.catalog.graphql.types import Book
+from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.queries import BOOK_COLUMNS
+from bookql.db.keyset import Ordering, SortColumn
+from bookql.ml.features import book_features, load_categories
+from bookql.ml.graphql.types import (
+    ActivateModelInput,
+    ModelVersion,
+    PredictionConnection,
+    PredictionEdge,
+    PredictionError,
+    PredictPriceInput,
+    PredictPriceResult,
+    PredictPricesInput,
+    PredictPricesPayload,
+    PricePrediction,
+    TrainModelInput,
+)
+from bookql.ml.models import predictions
+from bookql.ml.service import FeatureInputs, Prediction, PredictionRequest
+
+SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
+ADMIN: list[type[BasePermission]] = [IsAdmin]
+NEWEST_FIRST = Ordering("predictions", (SortColumn(predictions.c.id, descending=True),))
+SITE_ORDER = Ordering("features", (SortColumn(books.c.id),))
+
+
+@strawberry.type(description="A book's model inputs, as the one feature function makes them.")
+class BookFeatures:
+    book: Book
+    category: str | None
+    rating: int
+    availability: int
+    title_length: int
+    title_words: int
+    has_subtitle: bool
+    in_series: bool
+    series_number: float
+    has_description: bool
+    description_length: int
+    description_words: int
+    price: float = strawberry.field(description="The label: the book's price, GBP.")
+
+
+@strawberry.type
+class BookFeaturesEdge:
+    cursor: str
+    node: BookFeatures
+
+
+@strawberry.type
+class BookFeaturesConnection:
+    edges: list[BookFeaturesEdge]
+    page_info: PageInfo
+
+
+def _request(item: PredictPriceInput) -> PredictionRequest:
+    if item.book_id not in (None, strawberry.UNSET):
+        return PredictionRequest(upc=expect_global_id(str(item.book_id), "Book"))
+    if item.upc not in (None, strawberry.UNSET):
+        return PredictionRequest(upc=str(item.upc))
+    features = item.features
+    if features in (None, strawberry.UNSET):
+        raise BadUserInput("give `bookId`, `upc` or `features`")
+    assert features is not None
+    return PredictionRequest(
+        inputs=FeatureInputs(
+            category=features.category,
+            rating=features.rating,
+            availability=features.availability,
+            title=features.title,
+            description=features.description,
+        )
+    )
+
+
+async def _predict(info: Info, items: list[PredictPriceInput]) -> list[Prediction | BookQLError]:
+    viewer = await info.context.auth.require_user()
+    requests: list[PredictionRequest | BookQLError] = []
+    for item in items:
+        try:
+            requests.append(_request(item))
+        except BookQLError as error:
+            requests.append(error)
+    valid = [r for r in requests if isinstance(r, PredictionRequest)]
+    made = iter(
+        await info.context.ml.predict(
+            valid, user_id=viewer.user_id, request_id=info.context.request_id
+        )
+    )
+    return [next(made) if isinstance(r, PredictionRequest) else r for r in requests]
+
+
+async def load_prediction_node(info: Info, key: str) -> PricePrediction | None:
+    viewer = await info.context.auth.require_user()
+    if not key.isdigit():
+        return None
+    async with info.context.engine.connect() as conn:
+        row = (
+            await conn.execute(select(predictions).where(predictions.c.id == int(key)))
+        ).one_or_none()
+    if row is None:
+        return None
+    if not viewer.is_admin and row.user_id != viewer.user_id:
+        raise Forbidden("only administrators may see other users' predictions")
+    return PricePrediction.of(await _with_actual(info, row))
+
+
+async def _with_actual(info: Info, row: Any) -> Prediction:
+    actual = None
+    if row.book_id is not None:
+        book = await info.context.catalog.book_by_id.load(row.book_id)
+        actual = book.price_incl_tax_pence / 100 if book is not None else None
+    return Prediction(
+        id=row.id,
+        price=row.price,
+        lower=row.lower,
+        upper=row.upper,
+        model_version=row.model_version,
+        book_id=row.book_id,
+        created_at=row.created_at,
+        actual_price=actual,
+    )
+
+
+async def load_model_node(info: Info, key: str) -> ModelVersion | None:
+    await info.context.auth.require_user()
+    return next((m for m in await _models(info) if m.version == key), None)
+
+
+async def _models(info: Info) -> list[ModelVersion]:
+    service = info.context.ml
+    stored, pending = await service.versions()
+    active = service.store.active_version()
+    live = await service.live_metrics()
+    ready = [
+        ModelVersion.from_stored(m, active=m.version == active, live=live.get(m.version))
+        for m in stored
+    ]
+    return sorted(
+        [*ready, *(ModelVersion.from_training(row) for row in pending)],
+        key=lambda m: m.version,
+        reverse=True,
+    )
+
+
+@strawberry.type
+class MlQuery:
+    @strawberry.field(description="Every listed book's model inputs.", permission_classes=SIGNED_IN)
+    async def ml_features(
+        self,
+        info: Info,
+        first: PageArgument = None,
+        after: CursorArgument = None,
+        last: PageArgument = None,
+        before: CursorArgument = None,
+    ) -> BookFeaturesConnection:
+        page = PageRequest.from_args(first, after, last, before)
+        engine = info.context.engine
+        source = books.join(categories).outerjoin(
+            descriptions, descriptions.c.book_id == books.c.id
+        )
+        columns: list[ColumnElement[Any]] = [
+            *BOOK_COLUMNS,
+            categories.c.name.label("category"),
+            descriptions.c.description,
+        ]
+        result = await load_page(
+            engine,
+            page,
+            columns=columns,
+            where=[books.c.removed_at.is_(None)],
+            ordering=SITE_ORDER,
+            source=source,
+        )
+        async with engine.connect() as conn:
+            names = await load_categories(conn)
+        frame = pd.DataFrame(
+            [dict(row._mapping) for row in result.rows],
+            columns=["title", "category", "rating", "availability", "description"],
+        )
+        features = book_features(frame, names) if len(frame) else frame
+        edges = []
+        for index, (row, cursor) in enumerate(zip(result.rows, result.cursors, strict=True)):
+            f = features.iloc[index]
+            edges.append(
+                BookFeaturesEdge(
+                    cursor=cursor,
+                    node=BookFeatures(
+                        book=Book.from_row(row),
+                        category=None if pd.isna(f["category"]) else str(f["category"]),
+                        rating=int(f["rating"]),
+                        availability=int(f["availability"]),
+                        title_length=int(f["title_length"]),
+                        title_words=int(f["title_words"]),
+                        has_subtitle=bool(f["has_subtitle"]),
+                        in_series=bool(f["in_series"]),
+                        series_number=float(f["series_number"]),
+                        has_description=bool(f["has_description"]),
+                        description_length=int(f["description_length"]),
+                        description_words=int(f["description_words"]),
+                        price=row.price_incl_tax_pence / 100,
+                    ),
+                )
+            )
+        return BookFeaturesConnection(edges=edges, page_info=result.page_info)
+
+    @strawberry.field(description="Every version, newest first.", permission_classes=SIGNED_IN)
+    async def models(self, info: Info) -> list[ModelVersion]:
+        return await _models(info)
+
+    @strawberry.field(description="The version predictions use now.", permission_classes=SIGNED_IN)
+    async def active_model(self, info: Info) -> ModelVersion | None:
+        return next((m for m in await _models(info) if m.active), None)
+
+    @strawberry.field(
+        description="Your predictions (an administrator's: everyone's), newest first.",
+        permission_classes=SIGNED_IN,
+    )
+    async def predictions(
+        self,
+        info: Info,
+        first: PageArgument = None,
+        after: CursorArgument = None,
+        last: PageArgument = None,
+        before: CursorArgument = None,
+        model_version: str | None = None,
+    ) -> PredictionConnection:
+        viewer = await info.context.auth.require_user()
+        page = PageRequest.from_args(first, after, last, before)
+        where: list[ColumnElement[bool]] = []
+        if not viewer.is_admin:
+            where.append(predictions.c.user_id == viewer.user_id)
+        if model_version is not None:
+            where.append(predictions.c.model_version == model_version)
+        engine = info.context.engine
+        result = await load_page(
+            engine, page, columns=tuple(predictions.c), where=where, ordering=NEWEST_FIRST
+        )
+        async with engine.connect() as conn:
+            total = (
+                await conn.execute(select(func.count()).select_from(predictions).where(*where))
+            ).scalar_one()
+        edges = [
+            PredictionEdge(cursor=cursor, node=PricePrediction.of(await _with_actual(info, row)))
+            for row, cursor in zip(result.rows, result.cursors, strict=True)
+        ]
+        return PredictionConnection(edges=edges, page_info=result.page_info, total_count=total)
+
+
+@strawberry.type
+class MlMutation:
+    @strawberry.mutation(
+        description="A price for a book (by id or UPC) or for features; logged.",
+        permission_classes=SIGNED_IN,
+    )
+    async def predict_price(self, info: Info, input: PredictPriceInput) -> PricePrediction:
+        [result] = await _predict(info, [input])
+        if isinstance(result, BookQLError):
+            raise result
+        return PricePrediction.of(result)
+
+    @strawberry.mutation(
+        description="Up to 1000 predictions; one bad item does not fail the others.",
+        permission_classes=SIGNED_IN,
+    )
+    async def predict_prices(self, info: Info, input: PredictPricesInput) -> PredictPricesPayload:
+        results = await _predict(info, input.items)
+        return PredictPricesPayload(
+            results=[
+                PredictPriceResult(
+                    prediction=None, error=PredictionError(code=r.code.value, message=r.message)
+                )
+                if isinstance(r, BookQLError)
+                else PredictPriceResult(prediction=PricePrediction.of(r), error=None)
+                for r in results
+            ]
+        )
+
+    @strawberry.mutation(
+        description="Train on the current catalogue; returns at once, status TRAINING.",
+        permission_classes=ADMIN,
+    )
+    async def train_model(self, info: Info, input: TrainModelInput) -> ModelVersion:
+        viewer = await info.context.auth.require_admin()
+        row = await info.context.ml.start_training(
+            seed=input.seed, activate=input.activate, requested_by=viewer.user_id
+        )
+        return ModelVersion.from_training(row)
+
+    @strawberry.mutation(
+        description="Serve this version from now on (every worker within a second).",
+        permission_classes=ADMIN,
+    )
+    async def activate_model(self, info: Info, input: ActivateModelInput) -> ModelVersion:
+        await info.context.ml.activate(input.version)
+        model = next((m for m in await _models(info) if m.version == input.version), None)
+        if model is None:
+            raise NotFound(f"no model version {input.version!r}", field="version")
+        return model

@@ -1,0 +1,65 @@
+"""Tables of the price model: training runs (for versions still training or failed) and the
+log of every prediction, which makes each one traceable to the exact version that made it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, Float, ForeignKey, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel
+
+from bookql.db.base import table_of
+from bookql.db.types import UTCDateTime
+
+
+class ModelStatus(StrEnum):
+    TRAINING = "TRAINING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class ModelTrainingRow(SQLModel, table=True):
+    """A training started from the API; the version's files appear in the store when READY."""
+
+    __tablename__ = "model_trainings"
+
+    version: str = Field(sa_column=Column(String(64), primary_key=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    requested_by: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"))
+    )
+    seed: int = Field(sa_column=Column(Integer, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    host: str | None = Field(default=None, sa_column=Column(String(255)))
+    pid: int | None = Field(default=None, sa_column=Column(Integer))
+    message: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class PredictionRow(SQLModel, table=True):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_user_id", "user_id", "id"),
+        Index("ix_predictions_version_book", "model_version", "book_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    request_id: str | None = Field(default=None, sa_column=Column(String(128)))
+    user_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"))
+    )
+    model_version: str = Field(sa_column=Column(String(64), nullable=False))
+    book_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("books.id", ondelete="SET NULL"))
+    )
+    features: dict[str, object] = Field(sa_column=Column(JSON, nullable=False))
+    price: float = Field(sa_column=Column(Float, nullable=False))
+    lower: float = Field(sa_column=Column(Float, nullable=False))
+    upper: float = Field(sa_column=Column(Float, nullable=False))
+    latency_ms: float = Field(sa_column=Column(Float, nullable=False))
+
+
+model_trainings = table_of(ModelTrainingRow)
+predictions = table_of(PredictionRow)
