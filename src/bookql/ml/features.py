@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,30 +43,47 @@ def _words(text: str) -> int:
     return len(_WORDS.findall(text))
 
 
+def _row_features(title: str, description: str, rating: int, availability: int) -> tuple[Any, ...]:
+    series = _SERIES.search(title)
+    return (
+        int(rating),
+        int(availability),
+        len(title),
+        _words(title),
+        int(":" in title),
+        int(series is not None),
+        float(series.group(1)) if series else 0.0,
+        int(bool(description)),
+        len(description),
+        _words(description),
+    )
+
+
 def book_features(frame: pd.DataFrame, categories: Sequence[str]) -> pd.DataFrame:
     """Features of each book row (columns: category, rating, availability, title, description).
 
     ``categories`` fixes the category encoding: the trained model's list at prediction time,
-    so a category it never saw becomes missing rather than a new code.
+    so a category it never saw becomes missing rather than a new code. Computed row by row
+    in plain Python: as fast for one book (a prediction) as pandas is for a thousand.
     """
-    titles = frame["title"].fillna("").astype(str)
-    texts = frame["description"].astype("object").where(frame["description"].notna(), "")
-    texts = texts.astype(str)
-    series = titles.str.extract(_SERIES)[0]
-    result = pd.DataFrame(index=frame.index)
-    known = frame["category"].where(frame["category"].isin(list(categories)))
-    result["category"] = pd.Categorical(known, categories=list(categories))
-    result["rating"] = frame["rating"].astype("int64")
-    result["availability"] = frame["availability"].astype("int64")
-    result["title_length"] = titles.str.len().astype("int64")
-    result["title_words"] = titles.map(_words).astype("int64")
-    result["has_subtitle"] = titles.str.contains(":", regex=False).astype("int64")
-    result["in_series"] = series.notna().astype("int64")
-    result["series_number"] = pd.to_numeric(series, errors="coerce").fillna(0.0).astype("float64")
-    result["has_description"] = (texts.str.len() > 0).astype("int64")
-    result["description_length"] = texts.str.len().astype("int64")
-    result["description_words"] = texts.map(_words).astype("int64")
-    return result[list(FEATURES)]
+    known = set(categories)
+    titles = ["" if not isinstance(t, str) else t for t in frame["title"]]
+    texts = ["" if not isinstance(d, str) else d for d in frame["description"]]
+    rows = [
+        _row_features(title, text, rating, availability)
+        for title, text, rating, availability in zip(
+            titles, texts, frame["rating"], frame["availability"], strict=True
+        )
+    ]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(NUMERIC)
+    data: dict[str, Any] = {
+        "category": pd.Categorical(
+            [c if c in known else None for c in frame["category"]], categories=list(categories)
+        )
+    }
+    for name, values in zip(NUMERIC, columns, strict=True):
+        data[name] = np.asarray(values, dtype="float64" if name == "series_number" else "int64")
+    return pd.DataFrame(data, index=frame.index)
 
 
 def feature_types(features: pd.DataFrame) -> list[dict[str, str]]:
