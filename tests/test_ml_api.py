@@ -227,3 +227,28 @@ async def test_ml_features_use_the_feature_function(client: AdminClient) -> None
     assert page["mlFeatures"]["pageInfo"]["hasNextPage"] is True
     anonymous = await client.execute("{ mlFeatures { edges { cursor } } }")
     assert error_codes(anonymous) == ["UNAUTHENTICATED"]
+
+
+async def test_listing_predictions_batches_the_book_look_ups(
+    client: AdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await train(client)
+    upcs = [b["upc"] for b in snapshot_books()[:30]]
+    await client.data(PREDICT_MANY, {"items": [{"upc": u} for u in upcs]}, token=client.user_token)
+    from bookql.catalog import queries
+
+    calls: list[int] = []
+    real = queries.books_by_ids
+
+    async def counting(conn: Any, ids: Any) -> Any:
+        calls.append(len(ids))
+        return await real(conn, ids)
+
+    monkeypatch.setattr(queries, "books_by_ids", counting)
+    listed = await client.data(
+        "{ predictions(first: 30) { edges { node { actualPrice book { upc } } } } }",
+        token=client.user_token,
+    )
+    assert len(listed["predictions"]["edges"]) == 30
+    assert all(e["node"]["actualPrice"] is not None for e in listed["predictions"]["edges"])
+    assert calls == [30]  # one look-up for the whole page, not one per prediction

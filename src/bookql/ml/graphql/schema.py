@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pandas as pd
@@ -153,7 +154,7 @@ async def load_model_node(info: Info, key: str) -> ModelVersion | None:
 async def _models(info: Info) -> list[ModelVersion]:
     service = info.context.ml
     stored, pending = await service.versions()
-    active = service.store.active_version()
+    active = await asyncio.to_thread(service.store.active_version)
     live = await service.live_metrics()
     ready = [
         ModelVersion.from_stored(m, active=m.version == active, live=live.get(m.version))
@@ -263,9 +264,11 @@ class MlQuery:
             total = (
                 await conn.execute(select(func.count()).select_from(predictions).where(*where))
             ).scalar_one()
+        # gathered, so the book look-ups batch into one statement
+        made = await asyncio.gather(*(_with_actual(info, row) for row in result.rows))
         edges = [
-            PredictionEdge(cursor=cursor, node=PricePrediction.of(await _with_actual(info, row)))
-            for row, cursor in zip(result.rows, result.cursors, strict=True)
+            PredictionEdge(cursor=cursor, node=PricePrediction.of(prediction))
+            for prediction, cursor in zip(made, result.cursors, strict=True)
         ]
         return PredictionConnection(edges=edges, page_info=result.page_info, total_count=total)
 
