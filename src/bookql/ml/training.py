@@ -98,8 +98,8 @@ def _fit(
 
 
 def predict(model: xgboost.Booster, features: pd.DataFrame) -> np.ndarray:
-    data = xgboost.DMatrix(features[list(FEATURES)], enable_categorical=True)
-    return np.asarray(model.predict(data), dtype="float64")
+    """Prices for feature rows; ``inplace_predict`` skips building a DMatrix."""
+    return np.asarray(model.inplace_predict(features[list(FEATURES)]), dtype="float64")
 
 
 def conformal_half_width(residuals: np.ndarray, level: float) -> float:
