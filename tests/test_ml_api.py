@@ -252,3 +252,35 @@ async def test_listing_predictions_batches_the_book_look_ups(
     assert len(listed["predictions"]["edges"]) == 30
     assert all(e["node"]["actualPrice"] is not None for e in listed["predictions"]["edges"])
     assert calls == [30]  # one look-up for the whole page, not one per prediction
+
+
+async def test_a_training_orphaned_by_a_dead_server_fails(
+    client: AdminClient, empty_db: ScratchDatabase
+) -> None:
+    import socket
+
+    from bookql.db.engine import create_async_db_engine
+    from bookql.db.types import utcnow
+    from bookql.ml.models import model_trainings
+
+    ended = await asyncio.create_subprocess_exec("true")
+    await ended.wait()  # reaped: its pid names no process now
+    dead_pid = ended.pid
+    engine = create_async_db_engine(empty_db.settings())
+    async with engine.begin() as conn:
+        await conn.execute(
+            model_trainings.insert().values(
+                version="20000101-000000-000000-dead",
+                status="TRAINING",
+                seed=1,
+                created_at=utcnow(),
+                host=socket.gethostname(),
+                pid=dead_pid,
+            )
+        )
+    await engine.dispose()
+    models = (await client.admin("{ models { version status message } }"))["models"]
+    orphan = next(m for m in models if m["version"] == "20000101-000000-000000-dead")
+    assert orphan["status"] == "FAILED"
+    assert "ended during training" in orphan["message"]
+    assert await train(client)  # the orphan no longer blocks a new training

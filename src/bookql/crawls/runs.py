@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.api.errors import Conflict, NotFound
+from bookql.core.processes import process_alive
 from bookql.crawls.models import ACTIVE, CrawlStatus, crawl_runs
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
@@ -127,7 +128,7 @@ async def fail_orphans(engine: AsyncEngine) -> int:
                 )
             )
         ).all()
-    dead = [row.id for row in rows if row.pid is not None and not _alive(row.pid)]
+    dead = [row.id for row in rows if row.pid is not None and not process_alive(row.pid)]
     if dead:
         async with async_write_transaction(engine) as conn:
             await conn.execute(
@@ -141,16 +142,6 @@ async def fail_orphans(engine: AsyncEngine) -> int:
                 )
             )
     return len(dead)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def fail_if_active(engine: AsyncEngine, run_id: int, message: str) -> bool:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bookql.api.errors import BadUserInput, BookQLError, Conflict, NotFound, ServiceUnavailable
 from bookql.catalog.models import books, categories, descriptions
 from bookql.core.config import Settings
+from bookql.core.processes import process_alive
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 from bookql.ml.features import book_features, load_books_frame, load_categories
@@ -34,6 +35,7 @@ from bookql.ml.training import train_price_model
 
 log = logging.getLogger("bookql.ml")
 MAX_BATCH = 1000
+CATEGORY_CACHE_SECONDS = 5.0  # a new category becomes predictable within this
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class PriceService:
         self.store = ModelStore(settings.effective_models_dir)
         self.active = ActiveModel(self.store)
         self._trainings: set[asyncio.Task[None]] = set()
+        self._names: tuple[float, dict[str, str]] | None = None
 
     # -- predictions ---------------------------------------------------------------------
 
@@ -173,9 +176,14 @@ class PriceService:
 
     async def _category_names(self) -> dict[str, str]:
         """Every way a caller may name a category (slug or name, any case) -> its name."""
+        now = time.monotonic()
+        if self._names is not None and now - self._names[0] < CATEGORY_CACHE_SECONDS:
+            return self._names[1]
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(categories.c.name, categories.c.slug))
-            return {key: name for name, slug in rows for key in (name.lower(), slug)}
+            names = {key: name for name, slug in rows for key in (name.lower(), slug)}
+        self._names = (now, names)
+        return names
 
     async def _log(
         self,
@@ -247,6 +255,7 @@ class PriceService:
 
     async def versions(self) -> tuple[list[StoredModel], list[Row[Any]]]:
         """Ready versions from the store, and trainings not ready (running or failed)."""
+        await self.fail_orphaned_trainings()
         stored = await asyncio.to_thread(self.store.versions)
         ready = {model.version for model in stored}
         async with self.engine.connect() as conn:
@@ -264,9 +273,37 @@ class PriceService:
         self.active.forget()
         return model
 
+    async def fail_orphaned_trainings(self) -> None:
+        """Trainings left TRAINING by a server process on this host that has since died."""
+        host = socket.gethostname()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(model_trainings.c.version, model_trainings.c.pid).where(
+                    model_trainings.c.status == ModelStatus.TRAINING.value,
+                    model_trainings.c.host == host,
+                )
+            )
+            dead = [row.version for row in rows if row.pid is None or not process_alive(row.pid)]
+        if not dead:
+            return
+        async with async_write_transaction(self.engine) as conn:
+            await conn.execute(
+                update(model_trainings)
+                .where(
+                    model_trainings.c.version.in_(dead),
+                    model_trainings.c.status == ModelStatus.TRAINING.value,
+                )
+                .values(
+                    status=ModelStatus.FAILED.value,
+                    finished_at=utcnow(),
+                    message="the server process ended during training",
+                )
+            )
+
     async def start_training(
         self, *, seed: int, activate: bool, requested_by: int | None
     ) -> Row[Any]:
+        await self.fail_orphaned_trainings()
         async with async_write_transaction(self.engine) as conn:
             running = await conn.execute(
                 select(model_trainings.c.version).where(
