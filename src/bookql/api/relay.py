@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy import ColumnElement, FromClause, Row
+from sqlalchemy import ColumnElement, FromClause, Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.api.errors import BadUserInput
@@ -164,6 +164,15 @@ async def load_page(
     cursors = [encode_cursor(payload) for payload in result.cursor_payloads]
     page_info = page_info_for(page, result.has_more, cursors)
     return PageSlice(rows=result.rows, cursors=cursors, page_info=page_info)
+
+
+async def count_rows(
+    engine: AsyncEngine, source: FromClause, where: Sequence[ColumnElement[bool]] = ()
+) -> int:
+    """A connection's ``totalCount``: the rows its pages walk through."""
+    async with engine.connect() as conn:
+        statement = select(func.count()).select_from(source).where(*where)
+        return int((await conn.execute(statement)).scalar_one())
 
 
 def page_info_for(page: PageRequest, has_more: bool, cursors: list[str]) -> PageInfo:

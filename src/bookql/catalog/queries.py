@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.catalog.models import books, categories, descriptions, price_points
@@ -33,11 +33,6 @@ BOOK_COLUMNS = (
 )
 
 SITE_ORDER = Ordering("site", (SortColumn(books.c.id),))
-
-
-async def count_books(conn: AsyncConnection, where: Sequence[ColumnElement[bool]]) -> int:
-    statement = select(func.count()).select_from(books).where(*where)
-    return int((await conn.execute(statement)).scalar_one())
 
 
 async def books_by_upcs(conn: AsyncConnection, upcs: Sequence[str]) -> dict[str, Row[Any]]:

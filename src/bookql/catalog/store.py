@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.catalog.models import books, categories, descriptions, price_points
@@ -111,10 +111,6 @@ async def insert_missing_books(
             )
         )
     return inserted
-
-
-async def count_books(conn: AsyncConnection) -> int:
-    return int((await conn.execute(select(func.count()).select_from(books))).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)

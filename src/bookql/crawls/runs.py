@@ -64,7 +64,15 @@ async def create_run(
             )
             return result.one()
     except IntegrityError:
-        raise CrawlAlreadyRunning from None
+        if await active_run(engine) is not None:
+            raise CrawlAlreadyRunning from None
+        raise
+
+
+async def active_run(engine: AsyncEngine) -> Row[Any] | None:
+    async with engine.connect() as conn:
+        result = await conn.execute(select(crawl_runs).where(crawl_runs.c.status.in_(ACTIVE)))
+        return result.first()
 
 
 async def start_run(engine: AsyncEngine, run_id: int) -> Row[Any]:

@@ -197,10 +197,9 @@ class PriceService:
     ) -> list[Prediction]:
         now = utcnow()
         inputs = features.astype({"category": "object"}).to_dict(orient="records")
+        books_seen = frame.to_dict(orient="records")
         values: list[dict[str, Any]] = []
-        for row, features_row, price in zip(
-            frame.to_dict(orient="records"), inputs, prices, strict=True
-        ):
+        for row, features_row, price in zip(books_seen, inputs, prices, strict=True):
             price = max(float(price), 0.0)
             values.append(
                 {
@@ -232,9 +231,7 @@ class PriceService:
                 created_at=now,
                 actual_price=row["price"] if pd.notna(row["price"]) else None,
             )
-            for prediction_id, value, row in zip(
-                ids, values, frame.to_dict(orient="records"), strict=True
-            )
+            for prediction_id, value, row in zip(ids, values, books_seen, strict=True)
         ]
 
     async def live_metrics(self) -> dict[str, tuple[int, float | None]]:

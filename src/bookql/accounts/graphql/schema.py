@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import func, select
 
 from bookql.accounts.graphql.permissions import IsAdmin, IsAuthenticated
 from bookql.accounts.graphql.types import (
@@ -29,6 +28,7 @@ from bookql.api.relay import (
     CursorArgument,
     PageArgument,
     PageRequest,
+    count_rows,
     expect_global_id,
     load_page,
 )
@@ -81,8 +81,7 @@ class AccountsQuery:
         page = PageRequest.from_args(first, after, last, before)
         engine = info.context.engine
         result = await load_page(engine, page, columns=USER_COLUMNS, where=[], ordering=USER_ORDER)
-        async with engine.connect() as conn:
-            total = (await conn.execute(select(func.count()).select_from(users))).scalar_one()
+        total = await count_rows(engine, users)
         return UserConnection(
             edges=[
                 UserEdge(cursor=cursor, node=User.from_row(row))

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, select
 from strawberry.permission import BasePermission
 
 from bookql.accounts.graphql.permissions import IsAdmin
@@ -17,6 +17,7 @@ from bookql.api.relay import (
     CursorArgument,
     PageArgument,
     PageRequest,
+    count_rows,
     expect_global_id,
     load_page,
 )
@@ -62,8 +63,7 @@ class CrawlsQuery:
         result = await load_page(
             engine, page, columns=tuple(crawl_runs.c), where=[], ordering=NEWEST_FIRST
         )
-        async with engine.connect() as conn:
-            total = (await conn.execute(select(func.count()).select_from(crawl_runs))).scalar_one()
+        total = await count_rows(engine, crawl_runs)
         return CrawlRunConnection(
             edges=[
                 CrawlRunEdge(cursor=cursor, node=CrawlRun.from_row(row))

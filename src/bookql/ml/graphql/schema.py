@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 import strawberry
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from strawberry.permission import BasePermission
 
 from bookql.accounts.graphql.permissions import IsAdmin, IsAuthenticated
@@ -18,6 +18,7 @@ from bookql.api.relay import (
     PageArgument,
     PageInfo,
     PageRequest,
+    count_rows,
     expect_global_id,
     load_page,
 )
@@ -260,10 +261,7 @@ class MlQuery:
         result = await load_page(
             engine, page, columns=tuple(predictions.c), where=where, ordering=NEWEST_FIRST
         )
-        async with engine.connect() as conn:
-            total = (
-                await conn.execute(select(func.count()).select_from(predictions).where(*where))
-            ).scalar_one()
+        total = await count_rows(engine, predictions, where)
         # gathered, so the book look-ups batch into one statement
         made = await asyncio.gather(*(_with_actual(info, row) for row in result.rows))
         edges = [
