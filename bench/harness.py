@@ -6,6 +6,7 @@ when ``taskset`` exists, so that the load generator does not steal the server's 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -47,6 +49,27 @@ def pin_self(core: int) -> None:
 class Server:
     url: str
     process: subprocess.Popen[str]
+
+
+class LeanClient:
+    """One keep-alive HTTP/1.1 connection posting GraphQL: the thinnest client the standard
+    library offers, so a latency figure is the server's and not the load generator's."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        parts = urlsplit(url)
+        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        if token is not None:
+            self._headers["authorization"] = f"Bearer {token}"
+
+    def post(self, query: str, variables: dict[str, Any] | None = None) -> Any:
+        body = json.dumps({"query": query, "variables": variables or {}})
+        self._conn.request("POST", "/graphql", body, self._headers)
+        response = self._conn.getresponse()
+        return json.loads(response.read())
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from bookql.accounts.models import Role
 from bookql.accounts.passwords import Passwords
 from bookql.accounts.setup import build_accounts
 from bookql.core.config import Settings
+from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from tests.conftest import GraphQLClient, ScratchDatabase, app_client, error_codes
 
@@ -40,8 +41,10 @@ async def client(empty_db: ScratchDatabase) -> AsyncIterator[GraphQLClient]:
 async def make_admin(database: ScratchDatabase, username: str = "root") -> None:
     settings = database.settings(jwt_secret=SECRET)
     engine = create_async_db_engine(settings)
-    accounts = build_accounts(settings, engine, None)
+    blocking = BlockingDatabase.for_settings(settings)
+    accounts = build_accounts(settings, engine, None, blocking)
     await accounts.create_user(username, PASSWORD, role=Role.ADMIN)
+    blocking.close()
     await engine.dispose()
 
 

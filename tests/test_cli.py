@@ -16,6 +16,7 @@ import pytest
 from bookql.accounts.setup import build_accounts
 from bookql.api.schema import build_schema, print_sdl
 from bookql.core.config import Settings
+from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from bookql.db.migrate import head_revision
 from tests.catalogue import snapshot_books
@@ -91,8 +92,10 @@ async def test_created_admin_can_log_in(tmp_path: Path) -> None:
     bookql("users", "create", "boss", "--admin", env=env, stdin="a long admin password\n")
     settings = Settings(data_dir=tmp_path)
     engine = create_async_db_engine(settings)
-    accounts = build_accounts(settings, engine, None)
+    blocking = BlockingDatabase.for_settings(settings)
+    accounts = build_accounts(settings, engine, None, blocking)
     session = await accounts.login("boss", "a long admin password", None)
+    blocking.close()
     await engine.dispose()
     assert session.user.role == "ADMIN"
 

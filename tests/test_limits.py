@@ -111,7 +111,7 @@ async def test_slow_operations_time_out(
         raise AssertionError("should have been cancelled")
 
     monkeypatch.setattr(catalog_schema, "load_page", slow)
-    async with app_client(seeded_db.settings(request_timeout_seconds=0.2)) as http:
+    async with app_client(seeded_db.settings(request_timeout_seconds=1.0)) as http:
         client = GraphQLClient(http)
         body = await client.execute("{ books { totalCount } }")
         assert body["data"] is None

@@ -28,6 +28,7 @@ from bookql.api.errors import (
     RateLimited,
     Unauthenticated,
 )
+from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 
@@ -64,9 +65,11 @@ class Accounts:
         codec: TokenCodec,
         throttle: LoginThrottle,
         *,
+        blocking: BlockingDatabase,
         registration_open: bool,
     ) -> None:
         self.engine = engine
+        self.blocking = blocking
         self.passwords = passwords
         self.codec = codec
         self.throttle = throttle
@@ -112,6 +115,11 @@ class Accounts:
     async def user_by_id(self, user_id: int) -> Row[Any] | None:
         async with self.engine.connect() as conn:
             return await _user(conn, user_id)
+
+    def _user_now(self, user_id: int) -> Row[Any] | None:
+        """The user as stored, read on every request (see ``db.blocking``)."""
+        with self.blocking.engine.connect() as conn:
+            return conn.execute(select(users).where(users.c.id == user_id)).one_or_none()
 
     async def set_role(self, user_id: int, role: Role) -> Row[Any]:
         async with async_write_transaction(self.engine) as conn:
@@ -226,7 +234,7 @@ class Accounts:
 
     async def authenticate(self, token: str) -> Viewer:
         claims = self._decode(token, TokenType.ACCESS)
-        user = await self.user_by_id(claims.user_id)
+        user = await self.blocking.run(self._user_now, claims.user_id)
         if user is None or not user.is_active or user.token_version != claims.token_version:
             raise Unauthenticated("access token no longer valid")
         return Viewer(user_id=user.id, username=user.username, role=Role(user.role))

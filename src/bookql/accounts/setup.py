@@ -10,9 +10,12 @@ from bookql.accounts.service import Accounts
 from bookql.accounts.throttle import CounterStore, LoginThrottle, MemoryCounters, RedisCounters
 from bookql.accounts.tokens import TokenCodec
 from bookql.core.config import Settings
+from bookql.db.blocking import BlockingDatabase
 
 
-def build_accounts(settings: Settings, engine: AsyncEngine, redis: Redis | None) -> Accounts:
+def build_accounts(
+    settings: Settings, engine: AsyncEngine, redis: Redis | None, blocking: BlockingDatabase
+) -> Accounts:
     store: CounterStore = RedisCounters(redis) if redis is not None else MemoryCounters()
     throttle = LoginThrottle(
         store,
@@ -25,5 +28,6 @@ def build_accounts(settings: Settings, engine: AsyncEngine, redis: Redis | None)
         Passwords(settings),
         TokenCodec(settings),
         throttle,
+        blocking=blocking,
         registration_open=settings.registration_open,
     )

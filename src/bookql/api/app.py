@@ -19,6 +19,7 @@ from bookql.api.schema import build_schema
 from bookql.api.view import GraphQLApp
 from bookql.core.config import Settings, get_settings
 from bookql.crawls.launcher import CrawlLauncher
+from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from bookql.ml.service import PriceService
 
@@ -28,9 +29,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings.check_production()
     engine = create_async_db_engine(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    accounts = build_accounts(settings, engine, redis)
+    blocking = BlockingDatabase.for_settings(settings)
+    accounts = build_accounts(settings, engine, redis, blocking)
     crawls = CrawlLauncher(settings, engine)
-    ml = PriceService(settings, engine)
+    ml = PriceService(settings, engine, blocking)
     graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls, ml)
 
     @asynccontextmanager
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await crawls.close()
         await ml.close()
         accounts.close()
+        blocking.close()
         await engine.dispose()
         if redis is not None:
             await redis.aclose()

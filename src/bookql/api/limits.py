@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
-    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -27,13 +26,11 @@ from graphql import (
     StringValueNode,
     ValidationContext,
     ValidationRule,
-    Visitor,
     get_named_type,
     get_nullable_type,
     is_composite_type,
     is_list_type,
     value_from_ast,
-    visit,
 )
 from strawberry.extensions import SchemaExtension
 
@@ -51,19 +48,6 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_nul(item) for item in value)
     return False
-
-
-def _has_nul_literal(document: DocumentNode) -> bool:
-    """A string literal that spells NUL with an escape (``"\\u0000"``)."""
-    found = False
-
-    class Finder(Visitor):
-        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-            nonlocal found
-            found = found or "\x00" in node.value
-
-    visit(document, Finder())
-    return found
 
 
 def _nul_refused() -> GraphQLError:
@@ -134,7 +118,9 @@ def _aliases(
 
 
 def shape_rule(limits: Limits) -> type[ValidationRule]:
-    """A validation rule refusing operations deeper or more aliased than the limits."""
+    """A validation rule refusing operations deeper or more aliased than the limits, and
+    string literals that spell NUL with an escape (``"\\u0000"``). Validation results are
+    cached by document, so none of this is paid twice for the same query."""
 
     class OperationShape(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
@@ -164,6 +150,10 @@ def shape_rule(limits: Limits) -> type[ValidationRule]:
                         limit=limits.max_aliases,
                     )
                 )
+
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+            if "\x00" in node.value:
+                self.report_error(_nul_refused())
 
     return OperationShape
 
@@ -262,8 +252,6 @@ class QueryLimits(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        if document is not None and _has_nul_literal(document):
-            raise _nul_refused()
         if document is not None:
             fragments = {
                 d.name.value: d

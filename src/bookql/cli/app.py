@@ -130,6 +130,7 @@ def users_create(
     from bookql.accounts.models import Role
     from bookql.accounts.setup import build_accounts
     from bookql.api.errors import BookQLError
+    from bookql.db.blocking import BlockingDatabase
     from bookql.db.engine import create_async_db_engine
 
     settings = get_settings()
@@ -138,12 +139,14 @@ def users_create(
 
     async def run() -> str:
         engine = create_async_db_engine(settings)
+        blocking = BlockingDatabase.for_settings(settings)
         try:
-            accounts = build_accounts(settings, engine, None)
+            accounts = build_accounts(settings, engine, None, blocking)
             role = Role.ADMIN if admin else Role.USER
             row = await accounts.create_user(username, password, email=email, role=role)
             return f"created {role.value.lower()} {row.username}"
         finally:
+            blocking.close()
             await engine.dispose()
 
     try:

@@ -44,11 +44,15 @@ class LocalPredictor:
     def load(cls, store: ModelStore, version: str) -> LocalPredictor:
         stored = store.get(version)
         info = stored.bookql
+        booster = stored.load()
+        # One thread per prediction: requests run side by side on the thread pool, and an
+        # OpenMP team per request would spin on the cores the other requests need.
+        booster.set_param({"nthread": 1})
         return cls(
             version=version,
             categories=list(info["categories"]),
             half_width=float(info["interval_half_width"]),
-            booster=stored.load(),
+            booster=booster,
         )
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:

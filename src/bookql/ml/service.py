@@ -12,68 +12,41 @@ import asyncio
 import logging
 import os
 import socket
-import time
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.api.errors import BadUserInput, BookQLError, Conflict, NotFound, ServiceUnavailable
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.models import books
 from bookql.core.config import Settings
 from bookql.core.processes import process_alive
+from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
-from bookql.ml.features import book_features, load_books_frame, load_categories
+from bookql.ml.features import load_books_frame, load_categories
 from bookql.ml.models import ModelStatus, model_trainings, predictions
+from bookql.ml.predicting import (
+    Prediction,
+    PredictionPipeline,
+    PredictionRequest,
+)
 from bookql.ml.predictor import ActiveModel, Predictor
 from bookql.ml.store import ModelStore, StoredModel, UnknownVersion, new_version
 from bookql.ml.training import train_price_model
 
 log = logging.getLogger("bookql.ml")
 MAX_BATCH = 1000
-CATEGORY_CACHE_SECONDS = 5.0  # a new category becomes predictable within this
-
-
-@dataclass(frozen=True)
-class FeatureInputs:
-    """The raw inputs of the features, for a book the catalogue does not hold."""
-
-    category: str
-    rating: int
-    availability: int
-    title: str
-    description: str | None = None
-
-
-@dataclass(frozen=True)
-class PredictionRequest:
-    upc: str | None = None
-    inputs: FeatureInputs | None = None
-
-
-@dataclass(frozen=True)
-class Prediction:
-    id: int
-    price: float
-    lower: float
-    upper: float
-    model_version: str
-    book_id: int | None
-    created_at: datetime
-    actual_price: float | None = None
 
 
 class PriceService:
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, blocking: BlockingDatabase) -> None:
         self.engine = engine
+        self.blocking = blocking
+        self.pipeline = PredictionPipeline(blocking.engine)
         self.store = ModelStore(settings.effective_models_dir)
         self.active = ActiveModel(self.store)
         self._trainings: set[asyncio.Task[None]] = set()
-        self._names: tuple[float, dict[str, str]] | None = None
 
     # -- predictions ---------------------------------------------------------------------
 
@@ -96,143 +69,9 @@ class PriceService:
         if len(requests) > MAX_BATCH:
             raise BadUserInput(f"at most {MAX_BATCH} predictions per request")
         predictor = await self.predictor()
-        started = time.perf_counter()
-        results: list[Prediction | BookQLError | None] = [None] * len(requests)
-        rows: list[dict[str, Any]] = []
-        positions: list[int] = []
-        known = await self._books([r.upc for r in requests if r.upc is not None])
-        names = await self._category_names()
-        for index, request in enumerate(requests):
-            try:
-                rows.append(self._inputs(request, known, names))
-                positions.append(index)
-            except BookQLError as error:
-                results[index] = error
-        if rows:
-            frame = pd.DataFrame(rows)
-            features = book_features(frame, predictor.categories)
-            prices = await asyncio.to_thread(predictor.predict, features)
-            latency = (time.perf_counter() - started) * 1000 / len(rows)
-            stored = await self._log(
-                frame, features, prices, predictor, latency, user_id, request_id
-            )
-            for index, prediction in zip(positions, stored, strict=True):
-                results[index] = prediction
-        return [result for result in results if result is not None]
-
-    def _inputs(
-        self, request: PredictionRequest, known: dict[str, Any], names: dict[str, str]
-    ) -> dict[str, Any]:
-        if request.upc is not None:
-            book = known.get(request.upc)
-            if book is None:
-                raise NotFound(f"no book with UPC {request.upc!r}", field="book")
-            return dict(book._mapping)
-        assert request.inputs is not None
-        given = request.inputs
-        category = names.get(given.category.lower())
-        if category is None:
-            raise BadUserInput(
-                f"no category {given.category!r} (a slug or a name)", field="category"
-            )
-        if not 1 <= given.rating <= 5:
-            raise BadUserInput("`rating` must be between 1 and 5", field="rating")
-        if given.availability < 0:
-            raise BadUserInput("`availability` must not be negative", field="availability")
-        if not given.title.strip() or len(given.title) > 1000:
-            raise BadUserInput("`title` must have 1 to 1000 characters", field="title")
-        return {
-            "id": None,
-            "upc": None,
-            "title": given.title,
-            "category": category,
-            "rating": given.rating,
-            "availability": given.availability,
-            "description": given.description,
-            "price": None,
-        }
-
-    async def _books(self, upcs: list[str]) -> dict[str, Any]:
-        if not upcs:
-            return {}
-        statement = (
-            select(
-                books.c.id,
-                books.c.upc,
-                books.c.title,
-                categories.c.name.label("category"),
-                books.c.rating,
-                books.c.availability,
-                descriptions.c.description,
-                (books.c.price_incl_tax_pence / 100.0).label("price"),
-            )
-            .select_from(
-                books.join(categories).outerjoin(descriptions, descriptions.c.book_id == books.c.id)
-            )
-            .where(books.c.upc.in_(set(upcs)))
+        return await self.blocking.run(
+            self.pipeline.run, requests, predictor, user_id=user_id, request_id=request_id
         )
-        async with self.engine.connect() as conn:
-            return {row.upc: row for row in await conn.execute(statement)}
-
-    async def _category_names(self) -> dict[str, str]:
-        """Every way a caller may name a category (slug or name, any case) -> its name."""
-        now = time.monotonic()
-        if self._names is not None and now - self._names[0] < CATEGORY_CACHE_SECONDS:
-            return self._names[1]
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(categories.c.name, categories.c.slug))
-            names = {key: name for name, slug in rows for key in (name.lower(), slug)}
-        self._names = (now, names)
-        return names
-
-    async def _log(
-        self,
-        frame: pd.DataFrame,
-        features: pd.DataFrame,
-        prices: Any,
-        predictor: Predictor,
-        latency_ms: float,
-        user_id: int | None,
-        request_id: str | None,
-    ) -> list[Prediction]:
-        now = utcnow()
-        inputs = features.astype({"category": "object"}).to_dict(orient="records")
-        books_seen = frame.to_dict(orient="records")
-        values: list[dict[str, Any]] = []
-        for row, features_row, price in zip(books_seen, inputs, prices, strict=True):
-            price = max(float(price), 0.0)
-            values.append(
-                {
-                    "created_at": now,
-                    "request_id": request_id,
-                    "user_id": user_id,
-                    "model_version": predictor.version,
-                    "book_id": row["id"] if pd.notna(row["id"]) else None,
-                    "features": {k: (None if pd.isna(v) else v) for k, v in features_row.items()},
-                    "price": round(price, 2),
-                    "lower": round(max(price - predictor.half_width, 0.0), 2),
-                    "upper": round(price + predictor.half_width, 2),
-                    "latency_ms": latency_ms,
-                }
-            )
-        async with async_write_transaction(self.engine) as conn:
-            result = await conn.execute(
-                predictions.insert().values(values).returning(predictions.c.id)
-            )
-            ids = [row.id for row in result]
-        return [
-            Prediction(
-                id=prediction_id,
-                price=value["price"],
-                lower=value["lower"],
-                upper=value["upper"],
-                model_version=value["model_version"],
-                book_id=value["book_id"],
-                created_at=now,
-                actual_price=row["price"] if pd.notna(row["price"]) else None,
-            )
-            for prediction_id, value, row in zip(ids, values, books_seen, strict=True)
-        ]
 
     async def live_metrics(self) -> dict[str, tuple[int, float | None]]:
         """Per version: predictions of books still known, and their MAE against today's price."""

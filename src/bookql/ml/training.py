@@ -99,7 +99,9 @@ def _fit(
 
 def predict(model: xgboost.Booster, features: pd.DataFrame) -> np.ndarray:
     """Prices for feature rows; ``inplace_predict`` skips building a DMatrix."""
-    return np.asarray(model.inplace_predict(features[list(FEATURES)]), dtype="float64")
+    if tuple(features.columns) != FEATURES:
+        features = features[list(FEATURES)]
+    return np.asarray(model.inplace_predict(features), dtype="float64")
 
 
 def conformal_half_width(residuals: np.ndarray, level: float) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pandas as pd
 import strawberry
 from sqlalchemy import ColumnElement, select
 from strawberry.permission import BasePermission
@@ -26,7 +25,7 @@ from bookql.catalog.graphql.types import Book
 from bookql.catalog.models import books, categories, descriptions
 from bookql.catalog.queries import BOOK_COLUMNS
 from bookql.db.keyset import Ordering, SortColumn
-from bookql.ml.features import book_features, load_categories
+from bookql.ml.features import BookInputs, feature_rows, load_categories
 from bookql.ml.graphql.types import (
     ActivateModelInput,
     ModelVersion,
@@ -41,7 +40,7 @@ from bookql.ml.graphql.types import (
     TrainModelInput,
 )
 from bookql.ml.models import predictions
-from bookql.ml.service import FeatureInputs, Prediction, PredictionRequest
+from bookql.ml.predicting import FeatureInputs, Prediction, PredictionRequest
 
 SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
 ADMIN: list[type[BasePermission]] = [IsAdmin]
@@ -64,6 +63,28 @@ class BookFeatures:
     description_length: int
     description_words: int
     price: float = strawberry.field(description="The label: the book's price, GBP.")
+
+    @classmethod
+    def of(cls, row: Any, features: tuple[Any, ...]) -> BookFeatures:
+        """A stored book and its ``feature_rows`` tuple (in ``FEATURES`` order)."""
+        (category, rating, availability, title_length, title_words, has_subtitle,
+         in_series, series_number, has_description, description_length,
+         description_words) = features  # fmt: skip
+        return cls(
+            book=Book.from_row(row),
+            category=category,
+            rating=rating,
+            availability=availability,
+            title_length=title_length,
+            title_words=title_words,
+            has_subtitle=bool(has_subtitle),
+            in_series=bool(in_series),
+            series_number=series_number,
+            has_description=bool(has_description),
+            description_length=description_length,
+            description_words=description_words,
+            price=row.price_incl_tax_pence / 100,
+        )
 
 
 @strawberry.type
@@ -199,34 +220,19 @@ class MlQuery:
         )
         async with engine.connect() as conn:
             names = await load_categories(conn)
-        frame = pd.DataFrame(
-            [dict(row._mapping) for row in result.rows],
-            columns=["title", "category", "rating", "availability", "description"],
+        inputs = (
+            BookInputs(row.category, row.rating, row.availability, row.title, row.description)
+            for row in result.rows
         )
-        features = book_features(frame, names) if len(frame) else frame
-        edges = []
-        for index, (row, cursor) in enumerate(zip(result.rows, result.cursors, strict=True)):
-            f = features.iloc[index]
-            edges.append(
-                BookFeaturesEdge(
-                    cursor=cursor,
-                    node=BookFeatures(
-                        book=Book.from_row(row),
-                        category=None if pd.isna(f["category"]) else str(f["category"]),
-                        rating=int(f["rating"]),
-                        availability=int(f["availability"]),
-                        title_length=int(f["title_length"]),
-                        title_words=int(f["title_words"]),
-                        has_subtitle=bool(f["has_subtitle"]),
-                        in_series=bool(f["in_series"]),
-                        series_number=float(f["series_number"]),
-                        has_description=bool(f["has_description"]),
-                        description_length=int(f["description_length"]),
-                        description_words=int(f["description_words"]),
-                        price=row.price_incl_tax_pence / 100,
-                    ),
-                )
+        edges = [
+            BookFeaturesEdge(
+                cursor=cursor,
+                node=BookFeatures.of(row, features),
             )
+            for row, cursor, features in zip(
+                result.rows, result.cursors, feature_rows(inputs, set(names)), strict=True
+            )
+        ]
         return BookFeaturesConnection(edges=edges, page_info=result.page_info)
 
     @strawberry.field(description="Every version, newest first.", permission_classes=SIGNED_IN)

@@ -11,7 +11,7 @@ from bookql.api.context import Info
 from bookql.api.relay import Node, PageInfo, to_global_id
 from bookql.catalog.graphql.types import Book
 from bookql.ml.models import ModelStatus as ModelStatusValue
-from bookql.ml.service import Prediction
+from bookql.ml.predicting import Prediction
 from bookql.ml.store import StoredModel
 
 ModelStatus = strawberry.enum(ModelStatusValue, name="ModelStatus")
