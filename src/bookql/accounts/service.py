@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -116,10 +116,10 @@ class Accounts:
         async with self.engine.connect() as conn:
             return await _user(conn, user_id)
 
-    def _user_now(self, user_id: int) -> Row[Any] | None:
-        """The user as stored, read on every request (see ``db.blocking``)."""
+    def _caller(self, user_id: int) -> Row[Any] | None:
+        """What a token check needs of its user, read on every signed-in request."""
         with self.blocking.engine.connect() as conn:
-            return conn.execute(select(users).where(users.c.id == user_id)).one_or_none()
+            return conn.execute(_CALLER, {"user_id": user_id}).one_or_none()
 
     async def set_role(self, user_id: int, role: Role) -> Row[Any]:
         async with async_write_transaction(self.engine) as conn:
@@ -234,7 +234,7 @@ class Accounts:
 
     async def authenticate(self, token: str) -> Viewer:
         claims = self._decode(token, TokenType.ACCESS)
-        user = await self.blocking.run(self._user_now, claims.user_id)
+        user = await self.blocking.run(self._caller, claims.user_id)
         if user is None or not user.is_active or user.token_version != claims.token_version:
             raise Unauthenticated("access token no longer valid")
         return Viewer(user_id=user.id, username=user.username, role=Role(user.role))
@@ -274,6 +274,12 @@ class Accounts:
                 )
             )
         return Session(access=access, refresh=refresh, user=user)
+
+
+_CALLER_COLUMNS = ("id", "username", "role", "is_active", "token_version")
+_CALLER = select(*(users.c[name] for name in _CALLER_COLUMNS)).where(
+    users.c.id == bindparam("user_id")
+)
 
 
 async def _user(conn: AsyncConnection, user_id: int) -> Row[Any] | None:
