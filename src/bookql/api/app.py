@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from bookql.accounts.setup import build_accounts
+from bookql.api.export import TrainingDataExport
 from bookql.api.graphiql import STATIC_DIR, STATIC_URL
 from bookql.api.health import healthz, readyz
 from bookql.api.middleware import RequestIdMiddleware
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
+            Route("/export/training-data", TrainingDataExport(accounts, ml.training_data)),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Mount(STATIC_URL, app=StaticFiles(directory=STATIC_DIR, check_dir=False)),

@@ -30,7 +30,13 @@ from bookql.crawls.graphql.schema import (
     load_crawl_run_node,
 )
 from bookql.crawls.graphql.types import CrawlRun
-from bookql.ml.graphql.schema import MlMutation, MlQuery, load_model_node, load_prediction_node
+from bookql.ml.graphql.schema import (
+    MlMutation,
+    MlQuery,
+    MlSubscription,
+    load_model_node,
+    load_prediction_node,
+)
 from bookql.ml.graphql.types import ModelVersion, PricePrediction
 
 DOCUMENT_CACHE_SIZE = 1000
@@ -77,7 +83,7 @@ class Mutation(CatalogMutation, AccountsMutation, CrawlsMutation, MlMutation):
 
 
 @strawberry.type
-class Subscription(CrawlsSubscription):
+class Subscription(CrawlsSubscription, MlSubscription):
     pass
 
 

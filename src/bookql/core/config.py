@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         default=50_000, ge=100, description="objects a query may ask for, nested pages multiplied"
     )
     max_request_bytes: int = Field(default=2_000_000, ge=10_000)
+    max_concurrent_exports: int = Field(
+        default=4,
+        ge=1,
+        description="training-data streams at once per process (each holds a "
+        "database connection while it runs)",
+    )
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     introspection: bool | None = Field(
         default=None, description="GraphQL introspection; default: on except in production"

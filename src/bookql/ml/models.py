@@ -61,5 +61,27 @@ class PredictionRow(SQLModel, table=True):
     latency_ms: float = Field(sa_column=Column(Float, nullable=False))
 
 
+class BookFeaturesRow(SQLModel, table=True):
+    """A book's features as the feature function computed them (the category is read through
+    the book); triggers delete the row when an input changes, the export recomputes it."""
+
+    __tablename__ = "book_features"
+
+    book_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("books.id", ondelete="CASCADE"), primary_key=True)
+    )
+    rating: int = Field(sa_column=Column(Integer, nullable=False))
+    availability: int = Field(sa_column=Column(Integer, nullable=False))
+    title_length: int = Field(sa_column=Column(Integer, nullable=False))
+    title_words: int = Field(sa_column=Column(Integer, nullable=False))
+    has_subtitle: int = Field(sa_column=Column(Integer, nullable=False))
+    in_series: int = Field(sa_column=Column(Integer, nullable=False))
+    series_number: float = Field(sa_column=Column(Float, nullable=False))
+    has_description: int = Field(sa_column=Column(Integer, nullable=False))
+    description_length: int = Field(sa_column=Column(Integer, nullable=False))
+    description_words: int = Field(sa_column=Column(Integer, nullable=False))
+
+
 model_trainings = table_of(ModelTrainingRow)
+book_features = table_of(BookFeaturesRow)
 predictions = table_of(PredictionRow)

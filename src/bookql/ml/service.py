@@ -34,6 +34,7 @@ from bookql.ml.predicting import (
 from bookql.ml.predictor import ActiveModel, Predictor
 from bookql.ml.store import ModelStore, StoredModel, UnknownVersion, new_version
 from bookql.ml.training import train_price_model
+from bookql.ml.training_data import TrainingData
 
 log = logging.getLogger("bookql.ml")
 MAX_BATCH = 1000
@@ -44,6 +45,7 @@ class PriceService:
         self.engine = engine
         self.blocking = blocking
         self.pipeline = PredictionPipeline(blocking.engine)
+        self.training_data = TrainingData(engine, settings.max_concurrent_exports)
         self.store = ModelStore(settings.effective_models_dir)
         self.active = ActiveModel(self.store)
         self._trainings: set[asyncio.Task[None]] = set()

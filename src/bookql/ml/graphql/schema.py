@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
@@ -28,6 +29,7 @@ from bookql.db.keyset import Ordering, SortColumn
 from bookql.ml.features import BookInputs, feature_rows, load_categories
 from bookql.ml.graphql.types import (
     ActivateModelInput,
+    DataColumn,
     ModelVersion,
     PredictionConnection,
     PredictionEdge,
@@ -37,12 +39,15 @@ from bookql.ml.graphql.types import (
     PredictPricesInput,
     PredictPricesPayload,
     PricePrediction,
+    TrainingDataBatch,
     TrainModelInput,
 )
 from bookql.ml.models import predictions
 from bookql.ml.predicting import FeatureInputs, Prediction, PredictionRequest
+from bookql.ml.training_data import COLUMNS, Shape, book_id_after
 
 SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
+DEFAULT_BATCH_SIZE = 10_000
 ADMIN: list[type[BasePermission]] = [IsAdmin]
 NEWEST_FIRST = Ordering("predictions", (SortColumn(predictions.c.id, descending=True),))
 SITE_ORDER = Ordering("features", (SortColumn(books.c.id),))
@@ -327,3 +332,26 @@ class MlMutation:
         if model is None:
             raise NotFound(f"no model version {input.version!r}", field="version")
         return model
+
+
+@strawberry.type
+class MlSubscription:
+    @strawberry.subscription(
+        description="Every listed book's features and price, in batches; `after` resumes.",
+        permission_classes=SIGNED_IN,
+    )
+    async def training_data(
+        self, info: Info, batch_size: int = DEFAULT_BATCH_SIZE, after: str | None = None
+    ) -> AsyncGenerator[TrainingDataBatch, None]:
+        start = book_id_after(after)
+        columns = [DataColumn(name=c.name, type=c.type) for c in COLUMNS]
+        chunks = info.context.ml.training_data.stream(
+            Shape.ARRAYS, after=start, batch_size=batch_size
+        )
+        async for chunk in chunks:
+            yield TrainingDataBatch(
+                columns=columns,
+                row_count=chunk.rows,
+                rows=chunk.data.decode(),
+                cursor=chunk.cursor,
+            )

@@ -1,0 +1,77 @@
+"""``GET /export/training-data``: the training data as a streamed file, for a signed-in caller.
+
+``format`` is ``jsonl`` (default), ``csv`` or ``parquet``; ``after`` resumes from a cursor
+given by the ``trainingData`` subscription; ``batchSize`` sets the read (and Parquet row
+group) size. Errors are found before the first byte is sent, and answer with a status and
+the same ``errors[].extensions.code`` body as GraphQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from bookql.accounts.auth import RequestAuth
+from bookql.accounts.service import Accounts
+from bookql.api.errors import BadUserInput, BookQLError, ErrorCode
+from bookql.api.view import error_response
+from bookql.ml.export_files import FileFormat, stream_file
+from bookql.ml.training_data import TrainingData, book_id_after
+
+DEFAULT_BATCH_SIZE = 10_000
+STATUS = {
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.BAD_USER_INPUT: 400,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+}
+
+
+class TrainingDataExport:
+    def __init__(self, accounts: Accounts, data: TrainingData) -> None:
+        self.accounts = accounts
+        self.data = data
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method != "GET":
+            response: Response = error_response(
+                405, "use GET", ErrorCode.BAD_USER_INPUT, Allow="GET"
+            )
+        else:
+            try:
+                response = await self._respond(request)
+            except BookQLError as error:
+                response = error_response(STATUS.get(error.code, 400), error.message, error.code)
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"))
+        await auth.require_user()
+        params = request.query_params
+        try:
+            file_format = FileFormat(params.get("format", FileFormat.JSONL.value))
+        except ValueError:
+            choices = ", ".join(f.value for f in FileFormat)
+            raise BadUserInput(f"`format` must be one of {choices}", field="format") from None
+        after = book_id_after(params.get("after"))
+        size = params.get("batchSize", str(DEFAULT_BATCH_SIZE))
+        if not size.isdigit():
+            raise BadUserInput("`batchSize` must be a whole number", field="batchSize")
+        pieces = stream_file(self.data, file_format, after=after, batch_size=int(size))
+        first = await anext(pieces)  # a bad batch size or a full house fails here, not mid-file
+        filename = f"training-data.{file_format.value}"
+        return StreamingResponse(
+            _body(first[0], pieces),
+            media_type=file_format.media_type,
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+
+async def _body(first: bytes, pieces: AsyncIterator[tuple[bytes, int]]) -> AsyncIterator[bytes]:
+    yield first
+    async for data, _rows in pieces:
+        yield data

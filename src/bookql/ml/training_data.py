@@ -1,0 +1,297 @@
+"""The training data in bulk: every listed book's features and price, streamed in batches.
+
+Features are stored (``book_features``) by the one feature function and deleted by trigger
+when an input changes; :func:`refresh_features` recomputes whatever is missing before a
+stream starts, so a stream never serves a stale or absent row.
+
+On PostgreSQL the rows are rendered as text by the database itself and read with ``COPY``:
+Python only cuts the stream into batches, which keeps the export near the database's own
+speed. On SQLite (a thousand books) they are read with a streaming cursor and rendered here.
+Either way a batch is read only when the previous one has been sent: a slow client slows
+the read, it never makes the server hold the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from psycopg import sql
+from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bookql.api.errors import BadUserInput, ServiceUnavailable
+from bookql.api.relay import decode_cursor, encode_cursor
+from bookql.catalog.models import books, categories, descriptions
+from bookql.db.engine import async_write_transaction
+from bookql.db.upsert import insert_for
+from bookql.ml.features import FEATURES, LABEL, BookInputs, feature_rows
+from bookql.ml.models import book_features
+
+REFRESH_BATCH = 2_000
+MAX_BATCH_SIZE = 50_000
+CURSOR_PREFIX = "training-data:"
+
+
+@dataclass(frozen=True)
+class ExportColumn:
+    name: str
+    type: str  # "string", "category", "int64" or "float64": the pandas dtype to read it as
+
+
+COLUMNS: tuple[ExportColumn, ...] = (
+    ExportColumn("upc", "string"),
+    ExportColumn("category", "category"),
+    *(
+        ExportColumn(name, "float64" if name == "series_number" else "int64")
+        for name in FEATURES[1:]
+    ),
+    ExportColumn(LABEL, "float64"),
+)
+COLUMN_NAMES = tuple(column.name for column in COLUMNS)
+
+
+class Shape(StrEnum):
+    """How rows are written: JSON arrays (the subscription), JSON objects or CSV (files)."""
+
+    ARRAYS = "arrays"
+    OBJECTS = "objects"
+    CSV = "csv"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Whole lines of rows, how many, and the cursor after the last of them."""
+
+    data: bytes
+    rows: int
+    cursor: str
+
+
+def cursor_after(book_id: int) -> str:
+    return encode_cursor(f"{CURSOR_PREFIX}{book_id}")
+
+
+def book_id_after(cursor: str | None) -> int:
+    """The book id a ``cursor`` points after (0 for none); a clear error for a bad one."""
+    if cursor is None or cursor == "":
+        return 0
+    payload = decode_cursor(cursor)
+    if not payload.startswith(CURSOR_PREFIX):
+        raise BadUserInput("`after` is not a training-data cursor", field="after")
+    key = payload.removeprefix(CURSOR_PREFIX)
+    if not key.isdigit():
+        raise BadUserInput("`after` is not a training-data cursor", field="after")
+    return int(key)
+
+
+def csv_header() -> bytes:
+    return (",".join(COLUMN_NAMES) + "\n").encode()
+
+
+# -- keeping the stored features complete ---------------------------------------------------
+
+
+async def refresh_features(engine: AsyncEngine) -> int:
+    """Compute the features of every listed book that has none; returns how many."""
+    total = 0
+    while True:
+        async with async_write_transaction(engine) as conn:
+            if conn.dialect.name == "postgresql":
+                # No input may change between reading it and storing its features: a change
+                # committed in between would delete nothing, and the row would stay stale.
+                await conn.execute(text("LOCK TABLE books, book_descriptions IN SHARE MODE"))
+            done = await _refresh_batch(conn)
+        if not done:
+            return total
+        total += done
+
+
+async def _refresh_batch(conn: AsyncConnection) -> int:
+    missing = (
+        select(
+            books.c.id,
+            categories.c.name,
+            books.c.rating,
+            books.c.availability,
+            books.c.title,
+            descriptions.c.description,
+        )
+        .select_from(
+            books.join(categories)
+            .outerjoin(descriptions, descriptions.c.book_id == books.c.id)
+            .outerjoin(book_features, book_features.c.book_id == books.c.id)
+        )
+        .where(book_features.c.book_id.is_(None), books.c.removed_at.is_(None))
+        .order_by(books.c.id)
+        .limit(REFRESH_BATCH)
+    )
+    rows = (await conn.execute(missing)).all()
+    if not rows:
+        return 0
+    inputs = [BookInputs(r.name, r.rating, r.availability, r.title, r.description) for r in rows]
+    computed = feature_rows(inputs, {r.name for r in rows})
+    values = [
+        {"book_id": row.id, **dict(zip(FEATURES[1:], features[1:], strict=True))}
+        for row, features in zip(rows, computed, strict=True)
+    ]
+    await conn.execute(insert_for(conn, book_features).values(values).on_conflict_do_nothing())
+    return len(rows)
+
+
+# -- streaming ----------------------------------------------------------------------------
+
+
+class TrainingData:
+    """Streams of the training data, at most ``limit`` at once in this process."""
+
+    def __init__(self, engine: AsyncEngine, limit: int) -> None:
+        self.engine = engine
+        self._slots = asyncio.Semaphore(limit)
+        self.limit = limit
+
+    async def stream(self, shape: Shape, *, after: int, batch_size: int) -> AsyncIterator[Chunk]:
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise BadUserInput(
+                f"`batchSize` must be between 1 and {MAX_BATCH_SIZE}", field="batchSize"
+            )
+        if self._slots.locked():
+            raise ServiceUnavailable(
+                f"{self.limit} exports are already running here: try again shortly"
+            )
+        async with self._slots:
+            await refresh_features(self.engine)
+            if self.engine.dialect.name == "postgresql":
+                chunks = _postgres_chunks(self.engine, shape, after, batch_size)
+            else:
+                chunks = _sqlite_chunks(self.engine, shape, after, batch_size)
+            async for chunk in chunks:
+                yield chunk
+
+    async def count(self, *, after: int = 0) -> int:
+        """How many rows a stream from ``after`` would give (for progress bars)."""
+        statement = select(func.count()).where(books.c.removed_at.is_(None), books.c.id > after)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
+
+def _source() -> Any:
+    return book_features.join(books, books.c.id == book_features.c.book_id).join(
+        categories, categories.c.id == books.c.category_id
+    )
+
+
+def _columns() -> list[ColumnElement[Any]]:
+    return [
+        book_features.c.book_id,
+        books.c.upc,
+        categories.c.name,
+        *(book_features.c[name] for name in FEATURES[1:]),
+        books.c.price_incl_tax_pence,
+    ]
+
+
+async def _sqlite_chunks(
+    engine: AsyncEngine, shape: Shape, after: int, batch_size: int
+) -> AsyncIterator[Chunk]:
+    statement = (
+        select(*_columns())
+        .select_from(_source())
+        .where(books.c.removed_at.is_(None), book_features.c.book_id > after)
+        .order_by(book_features.c.book_id)
+        .execution_options(yield_per=batch_size)
+    )
+    async with engine.connect() as conn:
+        result = await conn.stream(statement)
+        async for partition in result.partitions():
+            values = [(*row[1:-1], row[-1] / 100) for row in partition]
+            yield Chunk(render(values, shape), len(values), cursor_after(partition[-1][0]))
+
+
+def render(rows: Sequence[Sequence[Any]], shape: Shape) -> bytes:
+    """Rows (values in ``COLUMNS`` order) as lines of the given shape."""
+    if shape is Shape.ARRAYS:
+        return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    if shape is Shape.OBJECTS:
+        return b"".join(
+            orjson.dumps(dict(zip(COLUMN_NAMES, row, strict=True))) + b"\n" for row in rows
+        )
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+# On PostgreSQL the database writes each line: ``<book id> \x02 <the rendered row>``. CSV mode
+# with a quote and delimiter that rendered rows cannot contain (JSON escapes control
+# characters, CSV here quotes only text) passes the text through untouched.
+_ID_PREFIX = re.compile(rb"^\d+\x02", re.MULTILINE)
+_TEXT = {"upc": "b.upc", "category": "c.name"}
+_NUMBER = {
+    **{name: f"f.{name}" for name in FEATURES[1:]},
+    LABEL: "(b.price_incl_tax_pence / 100.0)::float8",
+}
+
+
+def _pg_value(name: str, shape: Shape) -> str:
+    if name in _TEXT:
+        column = _TEXT[name]
+        if shape is Shape.CSV:
+            return f"'\"' || replace({column}, '\"', '\"\"') || '\"'"
+        return f"to_json({column})::text"
+    return f"{_NUMBER[name]}::text"
+
+
+def _pg_row(shape: Shape) -> str:
+    if shape is Shape.ARRAYS:
+        parts = [_pg_value(name, shape) for name in COLUMN_NAMES]
+        return "'[' || " + " || ',' || ".join(parts) + " || ']'"
+    if shape is Shape.OBJECTS:
+        parts = [f"'\"{name}\":' || {_pg_value(name, shape)}" for name in COLUMN_NAMES]
+        return "'{' || " + " || ',' || ".join(parts) + " || '}'"
+    return " || ',' || ".join(_pg_value(name, shape) for name in COLUMN_NAMES)
+
+
+_COPY = (
+    "COPY (SELECT f.book_id, {row} FROM book_features f"
+    " JOIN books b ON b.id = f.book_id JOIN categories c ON c.id = b.category_id"
+    " WHERE b.removed_at IS NULL AND f.book_id > {after}"
+    " ORDER BY f.book_id) TO STDOUT (FORMAT csv, DELIMITER e'\\x02', QUOTE e'\\x01')"
+)
+
+
+def copy_statement(shape: Shape, after: int) -> sql.Composed:
+    """The ``COPY`` a stream reads: the row rendering is ours, ``after`` a bound literal."""
+    return sql.SQL(_COPY).format(row=sql.SQL(_pg_row(shape)), after=sql.Literal(after))
+
+
+async def _postgres_chunks(
+    engine: AsyncEngine, shape: Shape, after: int, batch_size: int
+) -> AsyncIterator[Chunk]:
+    async with engine.connect() as conn:
+        # one snapshot for the whole stream, however slowly the client reads it
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        lines: list[bytes] = []
+        async with driver.cursor() as cursor, cursor.copy(copy_statement(shape, after)) as copy:
+            async for line in copy:
+                lines.append(line)
+                if len(lines) == batch_size:
+                    yield _pg_chunk(lines)
+                    lines = []
+        if lines:
+            yield _pg_chunk(lines)
+
+
+def _pg_chunk(lines: list[bytes]) -> Chunk:
+    last = bytes(lines[-1])
+    book_id = int(last[: last.index(b"\x02")])
+    data = _ID_PREFIX.sub(b"", b"".join(lines))
+    return Chunk(data, len(lines), cursor_after(book_id))
