@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,6 +27,8 @@ users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 models_app = typer.Typer(help="Price model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+export_app = typer.Typer(help="Bulk data to files.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 log = logging.getLogger("bookql.cli")
 
@@ -237,6 +240,56 @@ def models_activate(
         typer.echo(f"bookql: error: {exc}", err=True)
         raise typer.Exit(code=1) from None
     typer.echo(f"active model: {version}")
+
+
+@export_app.command("training-data")
+def export_training_data(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    file_format: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows per read.")] = 10_000,
+) -> None:
+    """Every listed book's features and price, as the API's export gives them."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from bookql.db.engine import create_async_db_engine
+    from bookql.ml.export_files import FileFormat, stream_file
+    from bookql.ml.training_data import TrainingData
+
+    try:
+        chosen = FileFormat(file_format)
+    except ValueError:
+        typer.echo("bookql: error: --format must be one of jsonl, csv, parquet", err=True)
+        raise typer.Exit(code=2) from None
+    settings = get_settings()
+    check_connection(create_sync_engine(settings))
+    partial = output.with_name(f".{output.name}.partial")
+
+    async def run() -> int:
+        engine = create_async_db_engine(settings)
+        data = TrainingData(engine, limit=1)
+        written = 0
+        try:
+            with Progress(
+                "{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+            ) as progress:
+                task = progress.add_task("rows", total=await data.count())
+                with partial.open("wb") as file:
+                    pieces = stream_file(data, chosen, after=0, batch_size=batch_size)
+                    async for piece, rows in pieces:
+                        file.write(piece)
+                        written += rows
+                        progress.update(task, completed=written)
+        finally:
+            await engine.dispose()
+        return written
+
+    try:
+        rows = asyncio.run(run())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(output)  # a file of that name is always complete
+    typer.echo(f"wrote {rows} rows to {output}")
 
 
 @app.command("export-schema")

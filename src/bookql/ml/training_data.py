@@ -17,11 +17,12 @@ import asyncio
 import csv
 import io
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import anyio
 import orjson
 from psycopg import sql
 from sqlalchemy import ColumnElement, func, select, text
@@ -157,7 +158,9 @@ class TrainingData:
         self._slots = asyncio.Semaphore(limit)
         self.limit = limit
 
-    async def stream(self, shape: Shape, *, after: int, batch_size: int) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, shape: Shape, *, after: int, batch_size: int
+    ) -> AsyncGenerator[Chunk, None]:
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise BadUserInput(
                 f"`batchSize` must be between 1 and {MAX_BATCH_SIZE}", field="batchSize"
@@ -208,11 +211,31 @@ async def _sqlite_chunks(
         .order_by(book_features.c.book_id)
         .execution_options(yield_per=batch_size)
     )
-    async with engine.connect() as conn:
+    conn = await engine.connect()
+    try:
         result = await conn.stream(statement)
-        async for partition in result.partitions():
+        while True:
+            with anyio.CancelScope(shield=True):  # see _release
+                partition = await result.fetchmany(batch_size)
+            if not partition:
+                break
             values = [(*row[1:-1], row[-1] / 100) for row in partition]
             yield Chunk(render(values, shape), len(values), cursor_after(partition[-1][0]))
+    finally:
+        await _release(conn)
+
+
+async def _release(conn: AsyncConnection) -> None:
+    """Hand the connection back, rolled back, even when the stream is being cancelled.
+
+    Starlette cancels a streaming response when its client goes away, and that cancellation
+    repeats at every await. Landing inside a driver call, it makes SQLAlchemy give up on
+    the connection half-closed, which on SQLite can leave a read snapshot open for good. So
+    reads run shielded (a batch at a time: cancellation waits for at most one) and so does
+    this release; the stream stops at its next ``yield``.
+    """
+    with anyio.CancelScope(shield=True):
+        await conn.close()
 
 
 def render(rows: Sequence[Sequence[Any]], shape: Shape) -> bytes:
@@ -274,20 +297,32 @@ def copy_statement(shape: Shape, after: int) -> sql.Composed:
 async def _postgres_chunks(
     engine: AsyncEngine, shape: Shape, after: int, batch_size: int
 ) -> AsyncIterator[Chunk]:
-    async with engine.connect() as conn:
+    conn = await engine.connect()
+    try:
         # one snapshot for the whole stream, however slowly the client reads it
         await conn.execute(text("SET LOCAL statement_timeout = 0"))
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        lines: list[bytes] = []
         async with driver.cursor() as cursor, cursor.copy(copy_statement(shape, after)) as copy:
-            async for line in copy:
-                lines.append(line)
-                if len(lines) == batch_size:
-                    yield _pg_chunk(lines)
-                    lines = []
-        if lines:
-            yield _pg_chunk(lines)
+            while True:
+                with anyio.CancelScope(shield=True):  # see _release
+                    lines = await _read_lines(copy, batch_size)
+                if not lines:
+                    break
+                yield _pg_chunk(lines)
+    finally:
+        await _release(conn)
+
+
+async def _read_lines(copy: Any, count: int) -> list[bytes]:
+    """Up to ``count`` rows of a ``COPY TO``; fewer only at its end."""
+    lines: list[bytes] = []
+    while len(lines) < count:
+        line = await copy.read()
+        if not line:
+            break
+        lines.append(line)
+    return lines
 
 
 def _pg_chunk(lines: list[bytes]) -> Chunk:

@@ -29,7 +29,6 @@ from bookql.db.keyset import Ordering, SortColumn
 from bookql.ml.features import BookInputs, feature_rows, load_categories
 from bookql.ml.graphql.types import (
     ActivateModelInput,
-    DataColumn,
     ModelVersion,
     PredictionConnection,
     PredictionEdge,
@@ -341,17 +340,21 @@ class MlSubscription:
         permission_classes=SIGNED_IN,
     )
     async def training_data(
-        self, info: Info, batch_size: int = DEFAULT_BATCH_SIZE, after: str | None = None
+        self, info: Info, batch_size: int | None = DEFAULT_BATCH_SIZE, after: str | None = None
     ) -> AsyncGenerator[TrainingDataBatch, None]:
         start = book_id_after(after)
-        columns = [DataColumn(name=c.name, type=c.type) for c in COLUMNS]
+        columns = [c.name for c in COLUMNS]
+        dtypes = [c.type for c in COLUMNS]
         chunks = info.context.ml.training_data.stream(
-            Shape.ARRAYS, after=start, batch_size=batch_size
+            Shape.ARRAYS,
+            after=start,
+            batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
         )
         async for chunk in chunks:
             yield TrainingDataBatch(
                 columns=columns,
+                dtypes=dtypes,
+                jsonl=chunk.data.decode(),
                 row_count=chunk.rows,
-                rows=chunk.data.decode(),
                 cursor=chunk.cursor,
             )

@@ -201,17 +201,14 @@ class ActivateModelInput:
     version: str
 
 
-@strawberry.type(description="A column of the training data and the pandas dtype to read it as.")
-class DataColumn:
-    name: str
-    type: str = strawberry.field(description="string, category, int64 or float64.")
-
-
 @strawberry.type(description="A batch of training-data rows, in stream order.")
 class TrainingDataBatch:
-    columns: list[DataColumn]
-    row_count: int
-    rows: str = strawberry.field(
-        description="JSON Lines: one JSON array per row, values in `columns` order."
+    columns: list[str]
+    dtypes: list[str] = strawberry.field(
+        description="The pandas dtype of each column: string, category, int64 or float64."
     )
+    jsonl: str = strawberry.field(
+        description="`rowCount` rows as JSON Lines: one JSON array per row, in `columns` order."
+    )
+    row_count: int
     cursor: str = strawberry.field(description="Pass as `after` to resume after this batch.")
