@@ -225,17 +225,22 @@ async def test_the_file_export_refuses_bad_requests(seeded_db: ScratchDatabase) 
         assert refused.status_code == 405
 
 
+QUOTED = 'Renamed "Quoted" \\ Tab\there'
+CONTROL = "Odd\x0bName\x01"
+
+
 async def test_stored_features_follow_every_change(empty_db: ScratchDatabase) -> None:
     await seed(empty_db)
     engine = create_async_db_engine(empty_db.settings())
     data = TrainingData(engine, limit=2)
 
-    async def export() -> list[list[Any]]:
-        return [
+    async def export(shape: Shape = Shape.ARRAYS, size: int = 1000) -> list[list[Any]]:
+        lines = [
             orjson.loads(line)
-            async for chunk in data.stream(Shape.ARRAYS, after=0, batch_size=1000)
+            async for chunk in data.stream(shape, after=0, batch_size=size)
             for line in chunk.data.splitlines()
         ]
+        return [list(line.values()) if isinstance(line, dict) else line for line in lines]
 
     async def stored() -> int:
         async with engine.connect() as conn:
@@ -265,7 +270,8 @@ async def test_stored_features_follow_every_change(empty_db: ScratchDatabase) ->
                 .values(description="Short.")
             )
             conn.execute(descriptions.delete().where(descriptions.c.book_id == fourth))
-            conn.execute(update(categories).where(categories.c.id == 1).values(name="Renamed"))
+            conn.execute(update(categories).where(categories.c.id == 1).values(name=QUOTED))
+            conn.execute(update(categories).where(categories.c.id == 2).values(name=CONTROL))
             conn.execute(update(books).where(books.c.id == 5).values(removed_at=utcnow()))
         sync.dispose()
         assert await stored() == 1000 - 4
@@ -275,7 +281,10 @@ async def test_stored_features_follow_every_change(empty_db: ScratchDatabase) ->
         assert len(by_upc) == 999
         first = next(iter(by_upc.values()))
         assert (first["in_series"], first["series_number"]) == (1, 7)
-        assert "Renamed" in {row[1] for row in rows}
+        assert {QUOTED, CONTROL} <= {row[1] for row in rows}
+        # small batches: some take the fast byte path, those with CONTROL the exact one
+        assert await export(Shape.ARRAYS, 50) == rows
+        assert await export(Shape.OBJECTS, 50) == rows
     finally:
         await engine.dispose()
 
