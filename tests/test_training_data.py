@@ -131,6 +131,9 @@ async def test_the_subscription_gives_the_features_and_resumes(
         assert whole[0]["columns"] == NAMES
         assert whole[0]["dtypes"] == [c.type for c in COLUMNS]
         assert rows_of(whole) == expected
+        # past the end: one empty batch, which still names the columns
+        [tail] = subscribe(http, token, size=300, after=whole[-1]["cursor"])
+        assert (tail["rowCount"], tail["jsonl"], tail["columns"]) == (0, "", NAMES)
 
         # hang up after two batches, then resume from the last cursor seen
         first = subscribe(http, token, size=300, stop_after=2)
@@ -223,6 +226,13 @@ async def test_the_file_export_refuses_bad_requests(seeded_db: ScratchDatabase) 
             assert response.json()["errors"][0]["extensions"]["code"] == code, query
         refused = await http.post("/export/training-data", headers=signed)
         assert refused.status_code == 405
+        # past the end is not an error: an empty file (CSV: just its header)
+        past = cursor_after(10**9)
+        for file_format, content in (("jsonl", b""), ("csv", ",".join(NAMES).encode() + b"\n")):
+            empty = await http.get(
+                f"/export/training-data?format={file_format}&after={past}", headers=signed
+            )
+            assert (empty.status_code, empty.content) == (200, content)
 
 
 QUOTED = 'Renamed "Quoted" \\ Tab\there'

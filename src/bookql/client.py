@@ -162,6 +162,7 @@ class BookQL:
         Columns and dtypes are the server's (``string`` becomes pandas' ``str``, the dtype
         ``read_parquet`` gives an exported file). Values are gathered per column, batch by
         batch, so memory holds the parsed values once rather than a list of row objects.
+        A stream with no rows at all sends no batch, hence no columns: the frame is empty.
         """
         names: list[str] = []
         dtypes: list[str] = []

@@ -62,7 +62,10 @@ class TrainingDataExport:
         if not size.isdigit():
             raise BadUserInput("`batchSize` must be a whole number", field="batchSize")
         pieces = stream_file(self.data, file_format, after=after, batch_size=int(size))
-        first = await anext(pieces)  # a bad batch size or a full house fails here, not mid-file
+        try:  # a bad batch size or a full house fails here, not mid-file
+            first = await anext(pieces)
+        except StopAsyncIteration:  # nothing after `after`: an empty file
+            first = (b"", 0)
         filename = f"training-data.{file_format.value}"
         return StreamingResponse(
             _body(first[0], pieces),

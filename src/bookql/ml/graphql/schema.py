@@ -43,7 +43,7 @@ from bookql.ml.graphql.types import (
 )
 from bookql.ml.models import predictions
 from bookql.ml.predicting import FeatureInputs, Prediction, PredictionRequest
-from bookql.ml.training_data import COLUMNS, Shape, book_id_after
+from bookql.ml.training_data import COLUMNS, Shape, book_id_after, cursor_after
 
 SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
 DEFAULT_BATCH_SIZE = 10_000
@@ -350,11 +350,17 @@ class MlSubscription:
             after=start,
             batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
         )
+        sent = False
         async for chunk in chunks:
+            sent = True
             yield TrainingDataBatch(
                 columns=columns,
                 dtypes=dtypes,
                 jsonl=chunk.data.decode(),
                 row_count=chunk.rows,
                 cursor=chunk.cursor,
+            )
+        if not sent:  # nothing (left) to send: one empty batch still says what the columns are
+            yield TrainingDataBatch(
+                columns=columns, dtypes=dtypes, jsonl="", row_count=0, cursor=cursor_after(start)
             )
