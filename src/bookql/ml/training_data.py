@@ -251,42 +251,50 @@ def render(rows: Sequence[Sequence[Any]], shape: Shape) -> bytes:
     return buffer.getvalue().encode()
 
 
-# On PostgreSQL the rows come from ``COPY``'s own output (its fastest path): tab-separated
-# text, or CSV, with the book id first. A batch becomes JSON with a few whole-batch byte
-# operations, which run in C: the text columns (UPC, category) only need their quotes
-# escaped, since COPY's escapes (\\ \t \n \r \b \f) are JSON's too. A batch holding
-# anything else (a control character, COPY's \v) takes the exact, row-by-row path instead.
-_COPY = (
-    "COPY (SELECT f.book_id, b.upc, c.name, {features},"
-    " (b.price_incl_tax_pence / 100.0)::float8 FROM book_features f"
+# On PostgreSQL the database does the rendering and Python only frames batches, with
+# whole-batch byte operations that run in C (a Python step per row would cost more than the
+# database's whole read). Every line starts with the book id, for the cursor:
+# - arrays: COPY's text format, with the two text columns already JSON (``to_json``); tabs
+#   become commas and each line gets brackets. COPY escapes backslashes, so a batch holding
+#   any (a quote or a control character in a name) takes an exact row-by-row path instead;
+# - objects: rendered whole by the database and passed through (CSV mode with a quote and a
+#   delimiter that rendered JSON cannot contain);
+# - CSV: COPY's own CSV.
+_SELECT = (
+    "SELECT f.book_id, {values} FROM book_features f"
     " JOIN books b ON b.id = f.book_id JOIN categories c ON c.id = b.category_id"
-    " WHERE b.removed_at IS NULL AND f.book_id > {after}"
-    " ORDER BY f.book_id) TO STDOUT {options}"
+    " WHERE b.removed_at IS NULL AND f.book_id > {after} ORDER BY f.book_id"
 )
-_ROW = re.compile(rb"^\d+\t" + rb"\t".join([rb"([^\t\n]*)"] * len(COLUMN_NAMES)) + rb"$", re.M)
-_ARRAY = rb'["\1","\2",' + b",".join(rb"\%d" % i for i in range(3, len(COLUMN_NAMES) + 1)) + b"]"
-_OBJECT = (
-    b"{"
-    + b",".join(
-        (b'"%s":"\\%d"' if i <= 2 else b'"%s":\\%d') % (name.encode(), i)
-        for i, name in enumerate(COLUMN_NAMES, start=1)
+_TEXT = {"upc": "b.upc", "category": "c.name"}
+_NUMBER = {
+    **{name: f"f.{name}" for name in FEATURES[1:]},
+    LABEL: "(b.price_incl_tax_pence / 100.0)::float8",
+}
+_VERBATIM = "(FORMAT csv, DELIMITER e'\\x02', QUOTE e'\\x01')"
+_ID = {Shape.ARRAYS: re.compile(rb"^\d+\t", re.M), Shape.OBJECTS: re.compile(rb"^\d+\x02", re.M)}
+_ID[Shape.CSV] = re.compile(rb"^\d+,", re.M)
+_SEPARATOR = {Shape.ARRAYS: b"\t", Shape.OBJECTS: b"\x02", Shape.CSV: b","}
+
+
+def _values(shape: Shape) -> str:
+    if shape is Shape.OBJECTS:
+        parts = [
+            f"'\"{name}\":' || "
+            + (f"to_json({_TEXT[name]})::text" if name in _TEXT else f"{_NUMBER[name]}::text")
+            for name in COLUMN_NAMES
+        ]
+        return "'{' || " + " || ',' || ".join(parts) + " || '}'"
+    quote = "to_json({})" if shape is Shape.ARRAYS else "{}"
+    return ", ".join(
+        quote.format(_TEXT[name]) if name in _TEXT else _NUMBER[name] for name in COLUMN_NAMES
     )
-    + b"}"
-)
-_UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|\\v")
-_CSV_ID = re.compile(rb"^\d+,", re.M)
-_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
-_COPY_ESCAPE = re.compile(r"\\(.)")
 
 
 def copy_statement(shape: Shape, after: int) -> sql.Composed:
     """The ``COPY`` a stream reads; ``after`` goes in as a bound literal."""
-    options = "(FORMAT csv)" if shape is Shape.CSV else ""
-    return sql.SQL(_COPY).format(
-        features=sql.SQL(", ").join(sql.Identifier("f", name) for name in FEATURES[1:]),
-        after=sql.Literal(after),
-        options=sql.SQL(options),
-    )
+    options = {Shape.ARRAYS: "", Shape.OBJECTS: _VERBATIM, Shape.CSV: "(FORMAT csv)"}[shape]
+    query = sql.SQL(_SELECT).format(values=sql.SQL(_values(shape)), after=sql.Literal(after))
+    return sql.SQL("COPY ({}) TO STDOUT {}").format(query, sql.SQL(options))
 
 
 async def _postgres_chunks(
@@ -323,25 +331,28 @@ async def _read_lines(copy: Any, count: int) -> list[bytes]:
 def _pg_chunk(lines: list[bytes], shape: Shape) -> Chunk:
     data = b"".join(lines)
     last = bytes(lines[-1])
-    book_id = int(last[: last.index(b"," if shape is Shape.CSV else b"\t")])
-    if shape is Shape.CSV:
-        return Chunk(_CSV_ID.sub(b"", data), len(lines), cursor_after(book_id))
-    if _UNSAFE.search(data):
-        return Chunk(render(_parse_copy_text(lines), shape), len(lines), cursor_after(book_id))
-    template = _ARRAY if shape is Shape.ARRAYS else _OBJECT
-    rendered = _ROW.sub(template, data.replace(b'"', b'\\"'))
-    return Chunk(rendered, len(lines), cursor_after(book_id))
+    cursor = cursor_after(int(last[: last.index(_SEPARATOR[shape])]))
+    if shape is Shape.ARRAYS and b"\\" in data:
+        return Chunk(render(_parse_copy_text(lines), shape), len(lines), cursor)
+    data = _ID[shape].sub(b"", data)
+    if shape is Shape.ARRAYS:
+        data = b"[" + data[:-1].replace(b"\t", b",").replace(b"\n", b"]\n[") + b"]\n"
+    return Chunk(data, len(lines), cursor)
+
+
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+_COPY_ESCAPE = re.compile(r"\\(.)")
 
 
 def _parse_copy_text(lines: list[bytes]) -> list[tuple[Any, ...]]:
-    """COPY's text format, exactly: for the rare batch the byte operations cannot take."""
+    """COPY's text format, exactly (the text columns hold JSON strings)."""
     kinds = [column.type for column in COLUMNS]
     rows = []
     for line in lines:
         fields = bytes(line).decode().rstrip("\n").split("\t")[1:]
         rows.append(
             tuple(
-                _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), value)
+                orjson.loads(_COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), value))
                 if kind in ("string", "category")
                 else float(value)
                 if kind == "float64"
