@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.auth_latency
 	$(BIN)/python -m bench.crawl_pipeline
 	$(BIN)/python -m bench.predict_latency
+	$(BIN)/python -m bench.export_throughput
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
