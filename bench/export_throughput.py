@@ -6,7 +6,7 @@ memory while it streams the last 100k rows and while it streams all of them.
 The catalogue is synthetic (``--rows`` books, 50 categories, varied titles and descriptions)
 in a fresh PostgreSQL database, loaded by ``INSERT … SELECT … FROM generate_series``; the
 stored features are then filled by the project's own ``refresh_features`` (setup, not
-measured: about 13 minutes for a million books). The server is a real ``bookql serve`` (one
+measured: 10 to 13 minutes for a million books). The server is a real ``bookql serve`` (one
 worker, core 0); the client, on core 1, counts rows without decoding them (``rowCount`` of
 each event, newlines of each file) and checks only the last batch, so the figures are the
 server's. Each round runs the four side by side, then, for where the time goes, the
@@ -56,6 +56,7 @@ from bookql.ml.training_data import (
     refresh_features,
 )
 
+ROOT = Path(__file__).parents[1]
 DEFAULT_URL = "postgresql+psycopg://root@127.0.0.1:5432/bookql_bench_export"
 MAINTENANCE_DB = "test"
 PASSWORD = "benchmark password"
@@ -717,15 +718,20 @@ def _best(runs: list[Run]) -> Run:
     return max(runs, key=lambda run: run.rate)
 
 
-def _code_version() -> str:
-    found = subprocess.run(
-        ["git", "describe", "--always", "--dirty"],
-        cwd=Path(__file__).parent,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return found.stdout.strip() or "unknown"
+def _code_version() -> dict[str, str]:
+    """The commit, and what the server runs: the tree of ``src/`` (``-dirty`` if edited)."""
+
+    def git(*args: str) -> str:
+        found = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        return found.stdout.strip()
+
+    edited = "-dirty" if git("status", "--porcelain", "--", "src") else ""
+    return {
+        "commit": git("describe", "--always", "--dirty"),
+        "src": git("rev-parse", "--short", "HEAD:src") + edited,
+    }
 
 
 def _report(
@@ -773,10 +779,10 @@ def _report(
         " memory flat (1M peak close to 100k peak)"
     )
     code = _code_version()
-    if code != results["code"]:
+    if code["src"] != results["code"]["src"]:
         print(
-            f"warning: the code changed during the run ({results['code']} at the start,"
-            f" {code} at the end): servers started later ran the newer code"
+            f"warning: src/ changed during the run ({results['code']['commit']} at the start,"
+            f" {code['commit']} at the end): servers started later ran the newer code"
         )
     if "load_s" in setup:
         print(

@@ -218,6 +218,8 @@ async def test_the_file_export_refuses_bad_requests(seeded_db: ScratchDatabase) 
             ("?format=xml", signed, 400, "BAD_USER_INPUT"),
             ("?after=bm9wZQ", signed, 400, "BAD_USER_INPUT"),
             ("?batchSize=0", signed, 400, "BAD_USER_INPUT"),
+            ("?format=csv&batchSize=0", signed, 400, "BAD_USER_INPUT"),
+            ("?format=parquet&batchSize=0", signed, 400, "BAD_USER_INPUT"),
             ("?batchSize=lots", signed, 400, "BAD_USER_INPUT"),
         ]
         for query, headers, status, code in cases:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,6 +39,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # What is loaded at startup lives as long as the process: keep it out of every
+        # garbage collection (streams allocate fast enough to trigger many).
+        gc.freeze()
         yield
         await crawls.close()
         await ml.close()

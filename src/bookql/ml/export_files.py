@@ -53,11 +53,13 @@ async def file_bytes(
     chunks: AsyncIterator[Chunk], file_format: FileFormat
 ) -> AsyncIterator[tuple[bytes, int]]:
     """The file's bytes, piece by piece, each with how many rows it completes."""
-    if file_format is FileFormat.CSV:
-        yield csv_header(), 0
     if file_format is not FileFormat.PARQUET:
-        async for chunk in chunks:
-            yield chunk.data, chunk.rows
+        header = csv_header() if file_format is FileFormat.CSV else b""
+        async for chunk in chunks:  # the header waits for the first read, which may refuse
+            yield header + chunk.data, chunk.rows
+            header = b""
+        if header:
+            yield header, 0
         return
     writer = _ParquetPieces()
     async for chunk in chunks:
