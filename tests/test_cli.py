@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from bookql.db.migrate import head_revision
 from tests.catalogue import snapshot_books
+from tests.live import free_port
 
 REPO = Path(__file__).parents[1]
 
@@ -106,14 +106,8 @@ def test_schema_file_is_the_served_schema() -> None:
     assert bookql("export-schema").stdout == committed
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_on_a_fresh_data_dir_shows_the_catalogue(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
         env={**os.environ, "BOOKQL_DATA_DIR": str(tmp_path)},

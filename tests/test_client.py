@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +31,7 @@ from bookql.db.engine import create_async_db_engine
 from bookql.ml.features import LABEL, book_features, load_books_frame, load_categories
 from bookql.ml.training_data import COLUMNS
 from tests.conftest import FAST_ARGON2, ScratchDatabase
-from tests.test_cli import _free_port
+from tests.live import live_server
 
 REPO = Path(__file__).parents[1]
 NOTEBOOK = REPO / "examples" / "training_data.ipynb"
@@ -77,37 +74,15 @@ def _create_user(database: ScratchDatabase) -> str:
 def server(seeded_db: ScratchDatabase) -> Iterator[Server]:
     """``bookql serve`` on the seeded database, and a user to sign in as."""
     username = _create_user(seeded_db)
-    port = _free_port()
-    log = seeded_db.data_dir / f"server-{port}.log"
+    log = seeded_db.data_dir / f"server-{username}.log"
     env = {
         **os.environ,
         "BOOKQL_DATABASE_URL": seeded_db.url,
         "BOOKQL_DATA_DIR": str(seeded_db.data_dir),
         **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
     }
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            alive = process.poll() is None
-            assert alive and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+    with live_server(env, log) as url:
         yield Server(url, seeded_db, username, log)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 async def _expected_frame(database: ScratchDatabase) -> tuple[pd.DataFrame, list[str]]:

@@ -21,8 +21,8 @@ from bookql.db.migrate import upgrade
 from tests.catalogue import snapshot_books
 from tests.conftest import PostgresDatabases, ScratchDatabase
 from tests.crawling import CRAWLER, FAST, Stored, run_crawl, start_crawl
+from tests.live import live_server
 from tests.mirror import Mirror, MirrorSite, serve_mirror
-from tests.test_cli import _free_port
 
 LIGHT = "a897fe39b1053632"  # A Light in the Attic, page 1
 SHARP = "e00eb4fd7b871a48"  # Sharp Objects
@@ -269,29 +269,10 @@ def test_a_crawl_and_the_server_share_the_default_database(mirror: Mirror, tmp_p
         capture_output=True,
         timeout=300,
     )
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    with live_server(env) as url:
         body = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
+            f"{url}/graphql",
             json={"query": '{ book(upc: "a897fe39b1053632") { productUrl } books { totalCount } }'},
         ).json()
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
     assert body["data"]["books"]["totalCount"] == 1000
     assert body["data"]["book"]["productUrl"].startswith(mirror.base_url)  # crawled, not seeded

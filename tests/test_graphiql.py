@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bookql.api import graphiql
 from tests.conftest import IN_CI
-from tests.test_cli import _free_port
+from tests.live import live_server as serve
 
 
 def test_page_uses_packaged_assets_or_falls_back_to_the_cdn(
@@ -43,28 +38,8 @@ def _require_browser() -> tuple[str, str]:
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
-        env={**os.environ, "BOOKQL_DATA_DIR": str(tmp_path)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    with serve({**os.environ, "BOOKQL_DATA_DIR": str(tmp_path)}) as url:
         yield url
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=15)
 
 
 def test_graphiql_runs_a_query_in_chromium(live_server: str, tmp_path: Path) -> None:

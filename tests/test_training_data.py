@@ -39,6 +39,7 @@ from bookql.ml.models import book_features as stored_features
 from bookql.ml.training_data import COLUMNS, Shape, TrainingData, cursor_after
 from tests.admin_session import seed
 from tests.conftest import ScratchDatabase, app_client
+from tests.live import live_server
 from tests.test_accounts import PASSWORD, REGISTER, SECRET
 
 NAMES = [column.name for column in COLUMNS]
@@ -376,33 +377,10 @@ def big_server(empty_db: ScratchDatabase) -> Iterator[tuple[str, str, ScratchDat
         "BOOKQL_JWT_SECRET": SECRET,
         "BOOKQL_MAX_CONCURRENT_EXPORTS": "1",
     }
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        body = httpx.post(
-            f"{url}/graphql", json={"query": REGISTER, "variables": _newcomer()}
-        ).json()
+    with live_server(env) as url:
+        made = httpx.post(f"{url}/graphql", json={"query": REGISTER, "variables": _newcomer()})
+        body = made.json()
         yield url, body["data"]["register"]["accessToken"], empty_db
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
 
 
 def _open_transactions(database: ScratchDatabase) -> list[str]:
