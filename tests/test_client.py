@@ -80,6 +80,9 @@ def server(seeded_db: ScratchDatabase) -> Iterator[Server]:
         "BOOKQL_DATABASE_URL": seeded_db.url,
         "BOOKQL_DATA_DIR": str(seeded_db.data_dir),
         **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
+        # The tests cut streams on purpose and reconnect at once (no backoff); a cut stream
+        # keeps its export slot until the server notices, so the default of 4 can run out.
+        "BOOKQL_MAX_CONCURRENT_EXPORTS": "32",
     }
     with live_server(env, log) as url:
         yield Server(url, seeded_db, username, log)
