@@ -262,6 +262,8 @@ def _load(url: str, rows: int) -> None:
             conn.execute(LOAD_DESCRIPTIONS, WORDS)
             for name in ("books", "book_descriptions"):
                 conn.execute(f"ALTER TABLE {name} ENABLE TRIGGER USER")
+            # what the new-book trigger would have recorded
+            conn.execute("INSERT INTO book_features_pending (book_id) SELECT id FROM books")
         conn.execute("VACUUM (ANALYZE) categories, books, book_descriptions")
 
 

@@ -36,7 +36,14 @@ from bookql.db.engine import create_async_db_engine, create_sync_engine, write_t
 from bookql.db.types import utcnow
 from bookql.ml.features import book_features, load_books_frame, load_categories
 from bookql.ml.models import book_features as stored_features
-from bookql.ml.training_data import COLUMNS, Shape, TrainingData, cursor_after
+from bookql.ml.models import book_features_pending
+from bookql.ml.training_data import (
+    COLUMNS,
+    Shape,
+    TrainingData,
+    cursor_after,
+    refresh_features,
+)
 from tests.admin_session import seed
 from tests.conftest import ScratchDatabase, app_client
 from tests.live import live_server
@@ -299,6 +306,45 @@ async def test_stored_features_follow_every_change(empty_db: ScratchDatabase) ->
         assert await export(Shape.ARRAYS, 50) == rows
         assert await export(Shape.OBJECTS, 50) == rows
     finally:
+        await engine.dispose()
+
+
+async def test_only_pending_books_are_computed(empty_db: ScratchDatabase) -> None:
+    """New and changed books are pending; removed ones wait; deleted ones are dropped."""
+    await seed(empty_db)
+    engine = create_async_db_engine(empty_db.settings())
+    sync = create_sync_engine(empty_db.settings())
+
+    def pending() -> list[int]:
+        with sync.connect() as conn:
+            waiting = book_features_pending.c.book_id
+            found = conn.execute(select(waiting).order_by(waiting))
+            return list(found.scalars())
+
+    try:
+        assert len(pending()) == 1000  # a freshly seeded catalogue: every book is new
+        assert await refresh_features(engine) == 1000
+        assert pending() == []
+        assert await refresh_features(engine) == 0
+        with write_transaction(sync) as conn:
+            template = conn.execute(select(books).where(books.c.id == 1)).one()._asdict()
+            del template["id"]
+            added = conn.execute(
+                books.insert().values({**template, "upc": "pending-new"}).returning(books.c.id)
+            ).scalar_one()
+            conn.execute(update(books).where(books.c.id == 2).values(title="Changed"))
+            conn.execute(update(books).where(books.c.id.in_([3, 4])).values(availability=999))
+            conn.execute(update(books).where(books.c.id == 3).values(removed_at=utcnow()))
+            conn.execute(books.delete().where(books.c.id == 4))
+        assert pending() == [2, 3, 4, added]
+        assert await refresh_features(engine) == 2  # book 2 and the new book
+        assert pending() == [3]  # computed should it come back
+        with write_transaction(sync) as conn:
+            conn.execute(update(books).where(books.c.id == 3).values(removed_at=None))
+        assert await refresh_features(engine) == 1
+        assert pending() == []
+    finally:
+        sync.dispose()
         await engine.dispose()
 
 

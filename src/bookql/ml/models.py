@@ -82,6 +82,16 @@ class BookFeaturesRow(SQLModel, table=True):
     description_words: int = Field(sa_column=Column(Integer, nullable=False))
 
 
+class BookFeaturesPendingRow(SQLModel, table=True):
+    """A book whose features must be computed before the next export reads them; written by
+    the same triggers that delete stale features, and on every new book."""
+
+    __tablename__ = "book_features_pending"
+
+    book_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+
+
 model_trainings = table_of(ModelTrainingRow)
 book_features = table_of(BookFeaturesRow)
+book_features_pending = table_of(BookFeaturesPendingRow)
 predictions = table_of(PredictionRow)

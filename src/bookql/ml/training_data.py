@@ -34,7 +34,7 @@ from bookql.catalog.models import books, categories, descriptions
 from bookql.db.engine import async_write_transaction
 from bookql.db.upsert import insert_for
 from bookql.ml.features import FEATURES, LABEL, BookInputs, feature_rows
-from bookql.ml.models import book_features
+from bookql.ml.models import book_features, book_features_pending
 
 REFRESH_BATCH = 2_000
 MAX_BATCH_SIZE = 50_000
@@ -101,26 +101,47 @@ def csv_header() -> bytes:
 
 
 async def refresh_features(engine: AsyncEngine) -> int:
-    """Compute the features of every listed book that has none; returns how many."""
+    """Compute the features of every pending listed book; returns how many.
+
+    With nothing pending (the usual case) this is one index probe, outside any write lock.
+    """
     total = 0
     last = 0
     while True:
+        async with engine.connect() as conn:
+            if not await _pending_after(conn, last):
+                return total
         async with async_write_transaction(engine) as conn:
             if conn.dialect.name == "postgresql":
                 # No input may change between reading it and storing its features: a change
-                # committed in between would delete nothing, and the row would stay stale.
+                # committed in between would find no row to delete, and it would stay stale.
                 await conn.execute(text("LOCK TABLE books, book_descriptions IN SHARE MODE"))
             done, last = await _refresh_batch(conn, last)
-        if not done:
-            return total
         total += done
 
 
+async def _pending_after(conn: AsyncConnection, after: int) -> bool:
+    """Whether a listed book past ``after`` is waiting for its features."""
+    waiting = (
+        select(book_features_pending.c.book_id)
+        .join(books, books.c.id == book_features_pending.c.book_id)
+        .where(book_features_pending.c.book_id > after, books.c.removed_at.is_(None))
+        .limit(1)
+    )
+    return (await conn.execute(waiting)).first() is not None
+
+
 async def _refresh_batch(conn: AsyncConnection, after: int) -> tuple[int, int]:
-    """One batch of missing features past book ``after``: how many, and the last book."""
-    missing = (
+    """Features for one batch of pending books past ``after``: how many, and the last id.
+
+    A removed book stays pending (it is computed if it comes back); the id of a book that no
+    longer exists is dropped.
+    """
+    pending = book_features_pending.c.book_id
+    batch = (
         select(
-            books.c.id,
+            pending,
+            books.c.removed_at,
             categories.c.name,
             books.c.rating,
             books.c.availability,
@@ -128,26 +149,32 @@ async def _refresh_batch(conn: AsyncConnection, after: int) -> tuple[int, int]:
             descriptions.c.description,
         )
         .select_from(
-            books.join(categories)
+            book_features_pending.outerjoin(books, books.c.id == pending)
+            .outerjoin(categories)
             .outerjoin(descriptions, descriptions.c.book_id == books.c.id)
-            .outerjoin(book_features, book_features.c.book_id == books.c.id)
         )
-        .where(book_features.c.book_id.is_(None), books.c.removed_at.is_(None), books.c.id > after)
-        .order_by(books.c.id)
+        .where(pending > after)
+        .order_by(pending)
         .limit(REFRESH_BATCH)
     )
-    rows = (await conn.execute(missing)).all()
+    rows = (await conn.execute(batch)).all()
     if not rows:
         return 0, after
-    inputs = [BookInputs(r.name, r.rating, r.availability, r.title, r.description) for r in rows]
-    computed = feature_rows(inputs, {r.name for r in rows})
-    values = [
-        {"book_id": row.id, **dict(zip(FEATURES[1:], features[1:], strict=True))}
-        for row, features in zip(rows, computed, strict=True)
-    ]
-    # executemany: one cached statement, not a 2,000-row VALUES compiled every batch
-    await conn.execute(insert_for(conn, book_features).on_conflict_do_nothing(), values)
-    return len(rows), rows[-1].id
+    listed = [row for row in rows if row.name is not None and row.removed_at is None]
+    settled = [row.book_id for row in rows if row.name is None] + [r.book_id for r in listed]
+    if listed:
+        inputs = [
+            BookInputs(r.name, r.rating, r.availability, r.title, r.description) for r in listed
+        ]
+        computed = feature_rows(inputs, {r.name for r in listed})
+        values = [
+            {"book_id": row.book_id, **dict(zip(FEATURES[1:], features[1:], strict=True))}
+            for row, features in zip(listed, computed, strict=True)
+        ]
+        # executemany: one cached statement, not a 2,000-row VALUES compiled every batch
+        await conn.execute(insert_for(conn, book_features).on_conflict_do_nothing(), values)
+    await conn.execute(book_features_pending.delete().where(pending.in_(settled)))
+    return len(listed), rows[-1].book_id
 
 
 # -- streaming ----------------------------------------------------------------------------
