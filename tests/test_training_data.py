@@ -8,6 +8,7 @@ connection or transaction behind when a client vanishes mid-stream.
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import os
 import socket
@@ -247,6 +248,7 @@ async def test_the_file_export_refuses_bad_requests(seeded_db: ScratchDatabase) 
 
 QUOTED = 'Renamed "Quoted" \\ Tab\there'
 CONTROL = "Odd\x0bName\x01"
+MULTILINE = 'Comma, "Quote"\nand a line'
 
 
 async def test_stored_features_follow_every_change(empty_db: ScratchDatabase) -> None:
@@ -292,6 +294,7 @@ async def test_stored_features_follow_every_change(empty_db: ScratchDatabase) ->
             conn.execute(descriptions.delete().where(descriptions.c.book_id == fourth))
             conn.execute(update(categories).where(categories.c.id == 1).values(name=QUOTED))
             conn.execute(update(categories).where(categories.c.id == 2).values(name=CONTROL))
+            conn.execute(update(categories).where(categories.c.id == 3).values(name=MULTILINE))
             conn.execute(update(books).where(books.c.id == 5).values(removed_at=utcnow()))
         sync.dispose()
         assert await stored() == 1000 - 4
@@ -301,10 +304,14 @@ async def test_stored_features_follow_every_change(empty_db: ScratchDatabase) ->
         assert len(by_upc) == 999
         first = next(iter(by_upc.values()))
         assert (first["in_series"], first["series_number"]) == (1, 7)
-        assert {QUOTED, CONTROL} <= {row[1] for row in rows}
-        # small batches: some take the fast byte path, those with CONTROL the exact one
-        assert await export(Shape.ARRAYS, 50) == rows
+        assert {QUOTED, CONTROL, MULTILINE} <= {row[1] for row in rows}
+        assert await export(Shape.ARRAYS, 50) == rows  # batches that end anywhere
         assert await export(Shape.OBJECTS, 50) == rows
+        as_csv = b"".join(
+            [chunk.data async for chunk in data.stream(Shape.CSV, after=0, batch_size=50)]
+        )
+        parsed = list(csv.reader(io.StringIO(as_csv.decode(), newline="")))
+        assert [[*r[:2], *map(float, r[2:])] for r in parsed] == rows
     finally:
         await engine.dispose()
 

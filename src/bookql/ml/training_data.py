@@ -1,12 +1,13 @@
 """The training data in bulk: every listed book's features and price, streamed in batches.
 
-Features are stored (``book_features``) by the one feature function and deleted by trigger
-when an input changes; :func:`refresh_features` recomputes whatever is missing before a
-stream starts, so a stream never serves a stale or absent row.
+Features are stored (``book_features``) by the one feature function; triggers delete a
+book's row when an input changes and record the book as pending, and
+:func:`refresh_features` computes the pending books before a stream starts, so a stream
+never serves a stale or absent row.
 
-On PostgreSQL the rows are rendered as text by the database itself and read with ``COPY``:
-Python only cuts the stream into batches, which keeps the export near the database's own
-speed. On SQLite (a thousand books) they are read with a streaming cursor and rendered here.
+On PostgreSQL the database renders the rows and hands over a whole batch as one text value:
+Python does no work per row, which keeps the export near the database's own speed. On
+SQLite (a thousand books) they are read with a streaming cursor and rendered here.
 Either way a batch is read only when the previous one has been sent: a slow client slows
 the read, it never makes the server hold the table.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,7 +24,6 @@ from typing import Any
 
 import anyio
 import orjson
-from psycopg import sql
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -281,50 +280,49 @@ def render(rows: Sequence[Sequence[Any]], shape: Shape) -> bytes:
     return buffer.getvalue().encode()
 
 
-# On PostgreSQL the database does the rendering and Python only frames batches, with
-# whole-batch byte operations that run in C (a Python step per row would cost more than the
-# database's whole read). Every line starts with the book id, for the cursor:
-# - arrays: COPY's text format, with the two text columns already JSON (``to_json``); tabs
-#   become commas and each line gets brackets. COPY escapes backslashes, so a batch holding
-#   any (a quote or a control character in a name) takes an exact row-by-row path instead;
-# - objects: rendered whole by the database and passed through (CSV mode with a quote and a
-#   delimiter that rendered JSON cannot contain);
-# - CSV: COPY's own CSV.
-_SELECT = (
-    "SELECT f.book_id, {values} FROM book_features f"
-    " JOIN books b ON b.id = f.book_id JOIN categories c ON c.id = b.category_id"
-    " WHERE b.removed_at IS NULL AND f.book_id > {after} ORDER BY f.book_id"
+# On PostgreSQL the database renders every line (one ``concat`` a row, each category once a
+# batch) and returns a whole batch as one text value with its row count and last book id:
+# Python does no work per row. Each batch is a keyset query (``book_id > last``) inside one
+# REPEATABLE READ transaction, so a stream reads one snapshot however slowly its client
+# reads, and nothing runs on the server between two batches.
+_NUMBERS = [*(f"f.{name}" for name in FEATURES[1:]), "(b.price_incl_tax_pence / 100.0)::float8"]
+_CSV_QUOTED = (  # quoted only where CSV needs it, as Python's csv module does
+    "CASE WHEN {0} ~ E'[\",\\n\\r]' THEN '\"' || replace({0}, '\"', '\"\"') || '\"' ELSE {0} END"
 )
-_TEXT = {"upc": "b.upc", "category": "c.name"}
-_NUMBER = {
-    **{name: f"f.{name}" for name in FEATURES[1:]},
-    LABEL: "(b.price_incl_tax_pence / 100.0)::float8",
-}
-_VERBATIM = "(FORMAT csv, DELIMITER e'\\x02', QUOTE e'\\x01')"
-_ID = {Shape.ARRAYS: re.compile(rb"^\d+\t", re.M), Shape.OBJECTS: re.compile(rb"^\d+\x02", re.M)}
-_ID[Shape.CSV] = re.compile(rb"^\d+,", re.M)
-_SEPARATOR = {Shape.ARRAYS: b"\t", Shape.OBJECTS: b"\x02", Shape.CSV: b","}
+_RENDER_TEXT = {Shape.ARRAYS: "to_json({0})::text", Shape.OBJECTS: "to_json({0})::text"}
+_RENDER_TEXT[Shape.CSV] = _CSV_QUOTED
+_BATCH = """SELECT max(book_id), count(*), string_agg(line, E'\\n' ORDER BY book_id)
+FROM (
+    SELECT f.book_id, {line} AS line
+    FROM book_features f
+    JOIN books b ON b.id = f.book_id
+    JOIN (SELECT id, {category} AS name FROM categories) c ON c.id = b.category_id
+    WHERE b.removed_at IS NULL AND f.book_id > %(after)s AND b.id > %(after)s
+    ORDER BY f.book_id
+    LIMIT %(size)s
+) batch"""
 
 
-def _values(shape: Shape) -> str:
+def _line(shape: Shape) -> str:
+    """The SQL expression that renders one row: its values, in ``COLUMNS`` order, between
+    the literals of the shape."""
+    values = [_RENDER_TEXT[shape].format("b.upc"), "c.name", *_NUMBERS]
+    commas = [","] * (len(values) - 1)
     if shape is Shape.OBJECTS:
-        parts = [
-            f"'\"{name}\":' || "
-            + (f"to_json({_TEXT[name]})::text" if name in _TEXT else f"{_NUMBER[name]}::text")
-            for name in COLUMN_NAMES
-        ]
-        return "'{' || " + " || ',' || ".join(parts) + " || '}'"
-    quote = "to_json({})" if shape is Shape.ARRAYS else "{}"
-    return ", ".join(
-        quote.format(_TEXT[name]) if name in _TEXT else _NUMBER[name] for name in COLUMN_NAMES
-    )
+        names = [f'"{name}":' for name in COLUMN_NAMES]
+        labels, end = ["{" + names[0], *("," + name for name in names[1:])], "}"
+    elif shape is Shape.ARRAYS:
+        labels, end = ["[", *commas], "]"
+    else:
+        labels, end = ["", *commas], ""
+    parts = [f"'{label}'" for label in labels]  # the labels hold no quote
+    row = [part for label, value in zip(parts, values, strict=True) for part in (label, value)]
+    return "concat(" + ", ".join(part for part in [*row, f"'{end}'"] if part != "''") + ")"
 
 
-def copy_statement(shape: Shape, after: int) -> sql.Composed:
-    """The ``COPY`` a stream reads; ``after`` goes in as a bound literal."""
-    options = {Shape.ARRAYS: "", Shape.OBJECTS: _VERBATIM, Shape.CSV: "(FORMAT csv)"}[shape]
-    query = sql.SQL(_SELECT).format(values=sql.SQL(_values(shape)), after=sql.Literal(after))
-    return sql.SQL("COPY ({}) TO STDOUT {}").format(query, sql.SQL(options))
+def batch_statement(shape: Shape) -> str:
+    """The query that reads one batch; parameters ``after`` and ``size``."""
+    return _BATCH.format(line=_line(shape), category=_RENDER_TEXT[shape].format("name"))
 
 
 async def _postgres_chunks(
@@ -332,64 +330,18 @@ async def _postgres_chunks(
 ) -> AsyncIterator[Chunk]:
     conn = await engine.connect()
     try:
-        # one snapshot for the whole stream, however slowly the client reads it
-        await conn.execute(text("SET LOCAL statement_timeout = 0"))
+        await conn.execution_options(isolation_level="REPEATABLE READ")
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        async with driver.cursor() as cursor, cursor.copy(copy_statement(shape, after)) as copy:
+        statement = batch_statement(shape)
+        async with driver.cursor() as cursor:
             while True:
                 with anyio.CancelScope(shield=True):  # see _release
-                    lines = await _read_lines(copy, batch_size)
-                if not lines:
+                    await cursor.execute(statement, {"after": after, "size": batch_size})
+                    last, rows, lines = await cursor.fetchone()
+                if not rows:
                     break
-                yield _pg_chunk(lines, shape)
+                after = last
+                yield Chunk(lines.encode() + b"\n", rows, cursor_after(last))
     finally:
         await _release(conn)
-
-
-async def _read_lines(copy: Any, count: int) -> list[bytes]:
-    """Up to ``count`` rows of a ``COPY TO``; fewer only at its end."""
-    lines: list[bytes] = []
-    while len(lines) < count:
-        line = await copy.read()
-        if not line:
-            break
-        # bytes, not the memoryview psycopg returns: the garbage collector tracks views, and
-        # ten thousand of them per batch set off full collections over the whole server
-        lines.append(bytes(line))
-    return lines
-
-
-def _pg_chunk(lines: list[bytes], shape: Shape) -> Chunk:
-    data = b"".join(lines)
-    last = bytes(lines[-1])
-    cursor = cursor_after(int(last[: last.index(_SEPARATOR[shape])]))
-    if shape is Shape.ARRAYS and b"\\" in data:
-        return Chunk(render(_parse_copy_text(lines), shape), len(lines), cursor)
-    data = _ID[shape].sub(b"", data)
-    if shape is Shape.ARRAYS:
-        data = b"[" + data[:-1].replace(b"\t", b",").replace(b"\n", b"]\n[") + b"]\n"
-    return Chunk(data, len(lines), cursor)
-
-
-_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
-_COPY_ESCAPE = re.compile(r"\\(.)")
-
-
-def _parse_copy_text(lines: list[bytes]) -> list[tuple[Any, ...]]:
-    """COPY's text format, exactly (the text columns hold JSON strings)."""
-    kinds = [column.type for column in COLUMNS]
-    rows = []
-    for line in lines:
-        fields = bytes(line).decode().rstrip("\n").split("\t")[1:]
-        rows.append(
-            tuple(
-                orjson.loads(_COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), value))
-                if kind in ("string", "category")
-                else float(value)
-                if kind == "float64"
-                else int(value)
-                for value, kind in zip(fields, kinds, strict=True)
-            )
-        )
-    return rows
