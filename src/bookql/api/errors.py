@@ -2,18 +2,23 @@
 
 Resolvers raise the subclasses of :class:`BookQLError`. The :class:`ErrorCodes` extension
 tags parse and validation failures with their codes, turns graphql-core's own input
-errors into ``BAD_USER_INPUT``, and masks anything else as ``INTERNAL_SERVER_ERROR``
-after logging it with the request id.
+errors into ``BAD_USER_INPUT``, a database that is down or too slow into
+``SERVICE_UNAVAILABLE`` or ``TIMEOUT``, and masks anything else as
+``INTERNAL_SERVER_ERROR`` after logging it with the request id.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 
 from graphql import GraphQLError
+from psycopg.errors import QueryCanceled
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from strawberry.extensions import SchemaExtension
 
 log = logging.getLogger("bookql.errors")
@@ -84,6 +89,26 @@ class ServiceUnavailable(BookQLError):
     code = ErrorCode.SERVICE_UNAVAILABLE
 
 
+# SQLite reports bugs (a syntax error) as OperationalError too: only these are outages.
+SQLITE_OUTAGES = ("database is locked", "unable to open database", "disk i/o", "disk is full")
+
+
+def dependency_error(exc: BaseException) -> BookQLError | None:
+    """The coded error for a failing database: down, unreachable, out of connections or past
+    its statement timeout. The client can retry these; they are not bugs to mask."""
+    if isinstance(exc, DBAPIError):
+        if isinstance(exc.orig, QueryCanceled):
+            return Timeout("the database took too long to answer: ask for less, or try again")
+        if isinstance(exc.orig, sqlite3.Error):
+            reason = str(exc.orig).lower()
+            outage = any(known in reason for known in SQLITE_OUTAGES)
+        else:
+            outage = isinstance(exc, OperationalError | InterfaceError)
+    else:
+        outage = isinstance(exc, PoolTimeout | ConnectionError)
+    return ServiceUnavailable("the database is unavailable: try again shortly") if outage else None
+
+
 def error_code(error: GraphQLError) -> str | None:
     code = (error.extensions or {}).get("code")
     return code if isinstance(code, str) else None
@@ -133,6 +158,14 @@ class ErrorCodes(SchemaExtension):
             _tag([error], ErrorCode.BAD_USER_INPUT)
             return error
         request_id = getattr(self.execution_context.context, "request_id", None)
+        failure = dependency_error(original)
+        if failure is not None:
+            log.warning(
+                "%s (request %s): %s", failure.code.value, request_id, type(original).__name__
+            )
+            return GraphQLError(
+                failure.message, nodes=error.nodes, path=error.path, extensions=failure.extensions
+            )
         log.error(
             "unexpected error in %s (request %s)",
             ".".join(str(part) for part in error.path or ()) or "operation",

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from bookql.accounts.auth import RequestAuth
 from bookql.accounts.service import Accounts
-from bookql.api.errors import BadUserInput, BookQLError, ErrorCode
+from bookql.api.errors import BadUserInput, BookQLError, ErrorCode, dependency_error
 from bookql.api.view import error_response
 from bookql.ml.export_files import FileFormat, stream_file
 from bookql.ml.training_data import TrainingData, book_id_after
@@ -27,6 +27,7 @@ STATUS = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.BAD_USER_INPUT: 400,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.TIMEOUT: 504,
 }
 
 
@@ -44,7 +45,10 @@ class TrainingDataExport:
         else:
             try:
                 response = await self._respond(request)
-            except BookQLError as error:
+            except Exception as raised:
+                error = raised if isinstance(raised, BookQLError) else dependency_error(raised)
+                if error is None:
+                    raise
                 response = error_response(STATUS.get(error.code, 400), error.message, error.code)
         await response(scope, receive, send)
 

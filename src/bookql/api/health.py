@@ -1,4 +1,10 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (its dependencies answer too)."""
+"""``/healthz`` (the process answers) and ``/readyz`` (its dependencies answer too).
+
+``/readyz`` is 503 when the database or its migrations fail: nothing works without them.
+Redis is optional (limits fall back to each process), so its failure makes the service
+``degraded``, still 200: taking every worker out of a load balancer because a shared cache
+is down would turn a degradation into an outage.
+"""
 
 from __future__ import annotations
 
@@ -66,9 +72,15 @@ async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks = await _run_check("database", _check_database(state.engine))
     if state.redis is not None:
-        checks |= await _run_check("redis", _check_redis(state.redis))
-    ready = all(check["status"] == "ok" for check in checks.values())
+        redis = (await _run_check("redis", _check_redis(state.redis)))["redis"]
+        if redis["status"] != "ok":
+            redis["status"] = "degraded"  # limits fall back to each process
+        checks["redis"] = redis
+    statuses = {check["status"] for check in checks.values()}
+    if "error" in statuses:
+        status = "unavailable"
+    else:
+        status = "degraded" if "degraded" in statuses else "ready"
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status_code=200 if ready else 503,
+        {"status": status, "checks": checks}, status_code=503 if status == "unavailable" else 200
     )

@@ -1,0 +1,148 @@
+"""Failing dependencies, on a real server: PostgreSQL restarted under it, Redis gone.
+
+Each test gets servers of its own (tests/services.py): the shared ones are never touched.
+While the database is down every request fails with ``SERVICE_UNAVAILABLE`` (a GraphQL
+error, or 503 for the export) and the process stays up; once it is back the same server
+answers again, without a restart. Without Redis, login limits fall back to each process
+and ``/readyz`` says the service is degraded rather than down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FAST_ARGON2, IN_CI
+from tests.live import live_server
+from tests.services import PrivatePostgres, missing_tools, private_postgres, private_redis
+
+PASSWORD = "fault tolerant password"
+BOOKS = "{ books(first: 3) { edges { node { title } } } }"
+LOGIN = """mutation($p: String!) {
+    login(input: {username: "ops", password: $p}) { accessToken } }"""
+ME = "{ me { username } }"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tools() -> None:
+    missing = missing_tools()
+    if missing:
+        message = f"fault tests need {missing}"
+        pytest.fail(f"CI must not skip: {message}") if IN_CI else pytest.skip(message)
+
+
+def _bookql(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "bookql", *args],
+        env=env,
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _environment(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BOOKQL_DATABASE_URL": database_url,
+        "BOOKQL_DATA_DIR": str(tmp_path),
+        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
+        **extra,
+    }
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, dict[str, str]]]:
+    """A private cluster, migrated and seeded, with a user ``ops``."""
+    with private_postgres() as cluster:
+        env = _environment(tmp_path, cluster.url)
+        _bookql(env, "db", "upgrade")
+        _bookql(env, "seed")
+        _bookql(env, "users", "create", "ops", stdin=PASSWORD + "\n")
+        yield cluster, env
+
+
+def _post(url: str, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.post(
+        f"{url}/graphql", json={"query": query, "variables": variables}, headers=headers, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _codes(body: dict[str, Any]) -> set[str]:
+    return {error["extensions"]["code"] for error in body.get("errors") or []}
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "did not recover in time"
+        time.sleep(0.2)
+
+
+def test_postgresql_restarted_while_serving(
+    postgres: tuple[PrivatePostgres, dict[str, str]], tmp_path: Path
+) -> None:
+    cluster, env = postgres
+    with live_server(env, tmp_path / "server.log") as url:
+        assert len(_post(url, BOOKS)["data"]["books"]["edges"]) == 3
+        token = _post(url, LOGIN, p=PASSWORD)["data"]["login"]["accessToken"]
+
+        cluster.stop()
+        assert _codes(_post(url, BOOKS)) == {"SERVICE_UNAVAILABLE"}
+        assert _codes(_post(url, LOGIN, p=PASSWORD)) == {"SERVICE_UNAVAILABLE"}
+        assert _codes(_post(url, ME, token)) == {"SERVICE_UNAVAILABLE"}
+        export = httpx.get(
+            f"{url}/export/training-data", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert export.status_code == 503
+        assert export.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        ready = httpx.get(f"{url}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"]["status"] == "error"
+        assert httpx.get(f"{url}/healthz").status_code == 200  # the process itself is fine
+
+        cluster.start()
+        _eventually(lambda: "data" in _post(url, BOOKS) and not _post(url, BOOKS).get("errors"))
+        assert _post(url, ME, token)["data"]["me"]["username"] == "ops"
+        assert "accessToken" in _post(url, LOGIN, p=PASSWORD)["data"]["login"]
+        assert httpx.get(f"{url}/readyz").status_code == 200
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_redis_going_away_degrades_to_per_process_limits(
+    postgres: tuple[PrivatePostgres, dict[str, str]], tmp_path: Path
+) -> None:
+    _cluster, env = postgres
+    with private_redis() as redis:
+        env = {**env, "BOOKQL_REDIS_URL": redis.url}
+        with live_server(env, tmp_path / "server.log") as url:
+            ready = httpx.get(f"{url}/readyz").json()
+            assert ready["status"] == "ready" and ready["checks"]["redis"]["status"] == "ok"
+
+            redis.stop()
+            assert "accessToken" in _post(url, LOGIN, p=PASSWORD)["data"]["login"]
+            wrong = [_codes(_post(url, LOGIN, p="wrong password")) for _ in range(12)]
+            assert {"RATE_LIMITED"} in wrong  # the limit still holds, in this process
+            degraded = httpx.get(f"{url}/readyz")
+            assert degraded.status_code == 200
+            assert degraded.json()["status"] == "degraded"
+            assert degraded.json()["checks"]["redis"]["status"] == "degraded"
+
+            redis.start()
+            _eventually(lambda: httpx.get(f"{url}/readyz").json()["status"] == "ready")
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
