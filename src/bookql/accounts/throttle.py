@@ -120,12 +120,18 @@ class LoginThrottle:
     async def acquire(self, username: str, address: str | None) -> int | None:
         """Take a slot for one attempt; ``None`` if allowed, else seconds until retrying helps."""
         retry_after: float | None = None
-        for limit in self._limits(username, address):
+        limits = self._limits(username, address)
+        for limit in limits:
             count, remaining = await self._store.increment(limit.key, self._window)
             if count > limit.maximum:
                 retry_after = max(retry_after or 0.0, remaining)
         if retry_after is None:
             return None
+        # A refused attempt checks no password, so it must not count: otherwise a burst of
+        # correct logins from one address (an office behind NAT) would lock it out for the
+        # whole window once the slots taken in flight came back.
+        for limit in limits:
+            await self._store.decrement(limit.key)
         return max(1, math.ceil(retry_after))
 
     async def succeeded(self, username: str, address: str | None) -> None:
