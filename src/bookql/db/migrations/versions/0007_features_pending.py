@@ -6,7 +6,9 @@ book's features also records the book in ``book_features_pending``, a new book i
 on insert, and the export computes exactly the pending books: an empty table means there is
 nothing to do, which costs one index probe. No foreign key: a trigger firing while its book
 is being deleted must not fail, and the export drops pending ids whose book is gone. The
-triggers of 0006 stay as they are; these fire beside them, on the same changes.
+triggers of 0006 stay as they are; these fire beside them, on the same changes. (SQLite's
+triggers skip a pending book with ``WHERE NOT EXISTS``, not ``INSERT OR IGNORE``: an outer
+upsert's conflict handling overrides the trigger's own.)
 
 Revision ID: 0007
 Revises: 0006
@@ -29,24 +31,29 @@ SQLITE_TRIGGERS = {
         AFTER UPDATE OF title, rating, availability ON books
         WHEN old.title IS NOT new.title OR old.rating IS NOT new.rating
             OR old.availability IS NOT new.availability BEGIN
-        INSERT OR IGNORE INTO book_features_pending (book_id) VALUES (new.id);
+        INSERT INTO book_features_pending (book_id) SELECT new.id
+            WHERE NOT EXISTS (SELECT 1 FROM book_features_pending WHERE book_id = new.id);
     END""",
     "book_features_pending_new_book": """CREATE TRIGGER book_features_pending_new_book
         AFTER INSERT ON books BEGIN
-        INSERT OR IGNORE INTO book_features_pending (book_id) VALUES (new.id);
+        INSERT INTO book_features_pending (book_id) SELECT new.id
+            WHERE NOT EXISTS (SELECT 1 FROM book_features_pending WHERE book_id = new.id);
     END""",
     "book_features_pending_description_insert": """CREATE TRIGGER
         book_features_pending_description_insert AFTER INSERT ON book_descriptions BEGIN
-        INSERT OR IGNORE INTO book_features_pending (book_id) VALUES (new.book_id);
+        INSERT INTO book_features_pending (book_id) SELECT new.book_id
+            WHERE NOT EXISTS (SELECT 1 FROM book_features_pending WHERE book_id = new.book_id);
     END""",
     "book_features_pending_description_update": """CREATE TRIGGER
         book_features_pending_description_update AFTER UPDATE ON book_descriptions
         WHEN old.description IS NOT new.description BEGIN
-        INSERT OR IGNORE INTO book_features_pending (book_id) VALUES (new.book_id);
+        INSERT INTO book_features_pending (book_id) SELECT new.book_id
+            WHERE NOT EXISTS (SELECT 1 FROM book_features_pending WHERE book_id = new.book_id);
     END""",
     "book_features_pending_description_delete": """CREATE TRIGGER
         book_features_pending_description_delete AFTER DELETE ON book_descriptions BEGIN
-        INSERT OR IGNORE INTO book_features_pending (book_id) VALUES (old.book_id);
+        INSERT INTO book_features_pending (book_id) SELECT old.book_id
+            WHERE NOT EXISTS (SELECT 1 FROM book_features_pending WHERE book_id = old.book_id);
     END""",
 }
 
