@@ -24,11 +24,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# `make bench QUICK=1` for smaller sizes; `make bench BENCH="catalog predict"` for some of them.
 bench: $(STAMP)
-	$(BIN)/python -m bench.auth_latency
-	$(BIN)/python -m bench.crawl_pipeline
-	$(BIN)/python -m bench.predict_latency
-	$(BIN)/python -m bench.export_throughput
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -653,7 +653,7 @@ def _set_up(url: str, env: dict[str, str], settings: Settings, rows: int) -> dic
     )
     assert refreshed == rows, (refreshed, rows)
     with _connect(url) as conn:
-        conn.execute("VACUUM (ANALYZE) book_features")
+        conn.execute("VACUUM (ANALYZE) book_features, book_features_pending")
     _bookql(["users", "create", "bench"], env, stdin=PASSWORD + "\n")
     return setup
 

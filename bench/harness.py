@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -75,45 +77,51 @@ class LeanClient:
 @contextmanager
 def bookql_server(env: dict[str, str], *, core: int = 0, workers: int = 1) -> Iterator[Server]:
     """``bookql serve`` on a free port; waits for ``/healthz``, stops it afterwards."""
+    command = [sys.executable, "-m", "bookql", "serve", "--workers", str(workers)]
+    with http_server(command, env, core=core) as server:
+        yield server
+
+
+@contextmanager
+def http_server(
+    command: Sequence[str], env: dict[str, str], *, core: int = 0, cwd: Path | None = None
+) -> Iterator[Server]:
+    """Any server command taking ``--port``, pinned to ``core``, serving ``/healthz``.
+
+    Its stderr goes to a file rather than a pipe: nobody reads a pipe while the benchmark
+    runs, and a full one would stall the server mid-measurement.
+    """
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bookql",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    process = subprocess.Popen(
-        pin(command, core),
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"server did not start: {process.stderr.read() if process.stderr else ''}"
-                )
-            time.sleep(0.1)
-        yield Server(url=url, process=process)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            pin([*command, "--port", str(port)], core),
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"server did not start: {log.read()}")
+                time.sleep(0.1)
+            yield Server(url=url, process=process)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -153,3 +161,19 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether ``src/`` differs from it (a dirty tree's figures)."""
+
+    def git(*args: str) -> str:
+        found = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        return found.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "src_dirty": bool(git("status", "--porcelain", "--", "src")),
+        "tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }

@@ -33,13 +33,13 @@ async def seed(database: ScratchDatabase) -> None:
 
 @asynccontextmanager
 async def admin_session(
-    database: ScratchDatabase, *, seeded: bool = True
+    database: ScratchDatabase, *, seeded: bool = True, **settings: Any
 ) -> AsyncIterator[AdminClient]:
     """A client on ``database`` (seeded with the snapshot unless told otherwise)."""
     if seeded:
         await seed(database)
     await make_admin(database)
-    async with app_client(database.settings(jwt_secret=SECRET)) as http:
+    async with app_client(database.settings(jwt_secret=SECRET, **settings)) as http:
         client = AdminClient(http)
         session = await login(client, "root")
         assert "errors" not in session, session

@@ -1,18 +1,36 @@
-"""Administrators start crawls over GraphQL and watch them progress over a subscription."""
+"""Administrators start crawls over GraphQL and watch them progress over a subscription.
+
+The crawl is a queued job: the server runs it on the embedded default, a `bookql worker`
+process on PostgreSQL. A crawl survives its worker stopping, or dying.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from bookql.api.app import create_app
+from bookql.core.processes import process_alive
 from tests.conftest import ScratchDatabase
 from tests.crawling import FAST
 from tests.mirror import MirrorSite, serve_mirror
 from tests.test_accounts import LOGIN, PASSWORD, REGISTER, SECRET, make_admin
+from tests.workers import (
+    Tables,
+    run_bookql,
+    running_worker,
+    start_worker,
+    wait_until,
+    worker_env,
+)
 
 START = "mutation($url: String) { startCrawl(input: {startUrl: $url}) { id status startUrl } }"
 PROGRESS = """subscription($id: ID!) { crawlProgress(runId: $id) {
@@ -31,12 +49,30 @@ def _codes(body: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in body.get("errors", [])]
 
 
-def test_admins_start_and_watch_a_crawl(empty_db: ScratchDatabase) -> None:
+def small_site() -> MirrorSite:
     site = MirrorSite()
     for book in site.books()[KEEP:]:
         site.remove_book(book["upc"])
+    return site
+
+
+def crawl_env(database: ScratchDatabase, delay: str = "0", **settings: str) -> dict[str, str]:
+    """A worker's environment: crawls of the local mirror, ``delay`` seconds between pages."""
+    flags = ",".join(f"{name}={value}" for name, value in {**FAST, "DOWNLOAD_DELAY": delay}.items())
+    return worker_env(database, crawl_allowed_hosts="127.0.0.1", crawl_settings=flags, **settings)
+
+
+def jobs_runner(database: ScratchDatabase, log: Path) -> AbstractContextManager[Any]:
+    """Whoever runs jobs by default: the server itself on SQLite, a worker on PostgreSQL."""
+    if database.backend == "sqlite":
+        return nullcontext()
+    return running_worker(crawl_env(database), log)
+
+
+def test_admins_start_and_watch_a_crawl(empty_db: ScratchDatabase, tmp_path: Path) -> None:
+    site = small_site()
     asyncio.run(make_admin(empty_db))
-    with serve_mirror(site) as base_url:
+    with serve_mirror(site) as base_url, jobs_runner(empty_db, tmp_path / "worker.log"):
         settings = empty_db.settings(
             jwt_secret=SECRET, crawl_allowed_hosts=["127.0.0.1"], crawl_settings=FAST
         )
@@ -131,3 +167,60 @@ def test_allowed_hosts_setting(hosts: str, monkeypatch: pytest.MonkeyPatch) -> N
     )
     with pytest.raises(BadUserInput):
         checked_start_url("http://169.254.169.254/latest/meta-data/", allowed)
+
+
+@pytest.fixture
+def tables(empty_db: ScratchDatabase) -> Iterator[Tables]:
+    tables = Tables(empty_db)
+    yield tables
+    tables.close()
+
+
+def enqueue_crawl(env: dict[str, str], start_url: str) -> tuple[int, int]:
+    """``bookql jobs enqueue crawl``, as a schedule would run it: (run id, job id)."""
+    result = run_bookql(env, "jobs", "enqueue", "crawl", "--start-url", start_url)
+    assert result.returncode == 0, result.stderr
+    queued = re.match(r"queued crawl run (\d+) \(job (\d+)\)", result.stdout)
+    assert queued is not None, result.stdout
+    return int(queued[1]), int(queued[2])
+
+
+def test_a_crawl_survives_its_workers(
+    empty_db: ScratchDatabase, tables: Tables, tmp_path: Path
+) -> None:
+    """A stopping worker gives the crawl back; a killed one's crawler stops and is run again."""
+    env = crawl_env(empty_db, delay="0.3", job_lease_seconds="2", job_shutdown_grace_seconds="0")
+    workers_log = tmp_path / "workers.log"
+    crawl_log = empty_db.data_dir / "crawls"
+    with serve_mirror(small_site()) as base_url:
+        run_id, job_id = enqueue_crawl(env, base_url + "/")
+        assert tables.run(run_id).status == "QUEUED"
+        # one crawl at a time, queued ones included
+        refused = run_bookql(env, "jobs", "enqueue", "crawl", "--start-url", base_url + "/")
+        assert refused.returncode == 1
+        assert "already queued or running" in refused.stderr
+
+        stopping = start_worker(env, workers_log)
+        wait_until(lambda: tables.run(run_id).status == "RUNNING", "the first attempt")
+        stopping.send_signal(signal.SIGTERM)
+        assert stopping.wait(timeout=60) == 0
+        run, job = tables.run(run_id), tables.job(job_id)
+        assert (run.status, run.message) == ("QUEUED", "its worker stopped; queued again")
+        assert (job.status, job.attempts) == ("QUEUED", 0)
+
+        doomed = start_worker(env, workers_log)
+        wait_until(lambda: tables.run(run_id).status == "RUNNING", "the second attempt")
+        doomed.kill()
+        doomed.wait()
+        log = crawl_log / f"run-{run_id}.log"
+        wait_until(lambda: "interrupted (worker_lost)" in log.read_text(), "the crawler to stop")
+        assert tables.run(run_id).status == "RUNNING"  # left to its job
+
+        with running_worker(env, workers_log):
+            wait_until(lambda: tables.job(job_id).status == "SUCCEEDED", "the job to succeed")
+    run, job = tables.run(run_id), tables.job(job_id)
+    assert (run.status, run.complete, run.items, run.errors) == ("SUCCEEDED", True, KEEP, 0)
+    assert (job.status, job.attempts) == ("SUCCEEDED", 2)
+    assert "stopped renewing its claim" in job.error
+    assert "interrupted (shutdown)" in log.read_text()
+    assert not process_alive(run.pid)

@@ -110,8 +110,9 @@ async def test_slow_operations_time_out(
         await asyncio.sleep(5)
         raise AssertionError("should have been cancelled")
 
-    monkeypatch.setattr(catalog_schema, "load_page", slow)
-    async with app_client(seeded_db.settings(request_timeout_seconds=1.0)) as http:
+    monkeypatch.setattr(catalog_schema, "load_page", slow)  # the standard resolver's
+    settings = seeded_db.settings(request_timeout_seconds=1.0, compiled_queries=False)
+    async with app_client(settings) as http:
         client = GraphQLClient(http)
         body = await client.execute("{ books { totalCount } }")
         assert body["data"] is None

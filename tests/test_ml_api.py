@@ -30,9 +30,12 @@ PREDICT_MANY = """mutation($items: [PredictPriceInput!]!) { predictPrices(input:
 LIGHT = "a897fe39b1053632"
 
 
+JOBS_IN_SERVER: dict[str, Any] = {"run_jobs_in_server": True, "job_poll_seconds": 0.1}
+
+
 @pytest.fixture
 async def client(empty_db: ScratchDatabase) -> AsyncIterator[AdminClient]:
-    async with admin_session(empty_db) as session:
+    async with admin_session(empty_db, **JOBS_IN_SERVER) as session:
         yield session
 
 
@@ -40,7 +43,7 @@ async def train(client: AdminClient, *, activate: bool = True) -> str:
     started = await client.admin(TRAIN, {"a": activate})
     version: str = started["trainModel"]["version"]
     assert started["trainModel"]["status"] == "TRAINING"
-    for _ in range(200):
+    for _ in range(600):
         models = (await client.admin(MODELS))["models"]
         status = next(m["status"] for m in models if m["version"] == version)
         if status != "TRAINING":
@@ -254,33 +257,28 @@ async def test_listing_predictions_batches_the_book_look_ups(
     assert calls == [30]  # one look-up for the whole page, not one per prediction
 
 
-async def test_a_training_orphaned_by_a_dead_server_fails(
-    client: AdminClient, empty_db: ScratchDatabase
-) -> None:
-    import socket
+async def test_a_training_whose_worker_vanished_fails(empty_db: ScratchDatabase) -> None:
+    """Its job's claim lapsed on the last attempt: the training says so, and blocks no other."""
+    from datetime import timedelta
 
     from bookql.db.engine import create_async_db_engine
-    from bookql.db.types import utcnow
-    from bookql.ml.models import model_trainings
+    from bookql.jobs.queue import JobQueue
+    from bookql.ml.trainings import queue_training
 
-    ended = await asyncio.create_subprocess_exec("true")
-    await ended.wait()  # reaped: its pid names no process now
-    dead_pid = ended.pid
     engine = create_async_db_engine(empty_db.settings())
-    async with engine.begin() as conn:
-        await conn.execute(
-            model_trainings.insert().values(
-                version="20000101-000000-000000-dead",
-                status="TRAINING",
-                seed=1,
-                created_at=utcnow(),
-                host=socket.gethostname(),
-                pid=dead_pid,
-            )
-        )
+    queued = await queue_training(engine, seed=1, activate=False, requested_by=None, max_attempts=1)
+    lapsing = JobQueue(engine, lease=timedelta(0), retry_delay=timedelta(0))
+    assert await lapsing.claim("vanished", ["train"]) is not None
     await engine.dispose()
-    models = (await client.admin("{ models { version status message } }"))["models"]
-    orphan = next(m for m in models if m["version"] == "20000101-000000-000000-dead")
-    assert orphan["status"] == "FAILED"
-    assert "ended during training" in orphan["message"]
-    assert await train(client)  # the orphan no longer blocks a new training
+    async with admin_session(empty_db, **JOBS_IN_SERVER) as client:
+        for _ in range(200):
+            models = (await client.admin("{ models { version status message } }"))["models"]
+            orphan = next(m for m in models if m["version"] == queued.version)
+            if orphan["status"] != "TRAINING":
+                break
+            await asyncio.sleep(0.05)
+        assert orphan["status"] == "FAILED"
+        assert orphan["message"] == (
+            "failed after 1 attempts: its worker (vanished) stopped renewing its claim"
+        )
+        assert await train(client)  # the failed one no longer blocks a new training

@@ -6,7 +6,8 @@ crawl goes on (it waits only if the database falls several batches behind). Each
 one transaction (one ``INSERT … ON CONFLICT`` keyed by UPC), so a failure loses no more than
 that batch, and the batch is kept and written again at the next flush. At the end the crawl
 run records what the crawl saw; only a complete crawl marks the books it did not see as
-removed.
+removed. A crawl run by a job (``BOOKQL_CRAWL_RUN_ID``) that is stopped from outside (its
+worker stopping, or gone) stores what it has and leaves its run open: the job runs it again.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ from bookql_crawler.items import BookItem
 from bookql_crawler.validation import InvalidBook, to_record
 
 log = logging.getLogger(__name__)
-RUN_ID_VARIABLE = "BOOKQL_CRAWL_RUN_ID"  # set when the API started this crawl
+RUN_ID_VARIABLE = "BOOKQL_CRAWL_RUN_ID"  # set when a queued job runs this crawl
 MAX_FAILED_FLUSHES = 3
 BACKLOG_BATCHES = 4  # buffered batches before the crawl waits for the database
 PROGRESS_INTERVAL_SECONDS = 1.0  # crawlProgress needs no more than this
+PARENT_CHECK_SECONDS = 1.0
+WORKER_LOST = "worker_lost"
+INTERRUPTED = frozenset({"shutdown", WORKER_LOST})  # a job's run stays open after these
 
 
 class ValidationPipeline:
@@ -82,6 +86,9 @@ class DatabasePipeline:
         self.write_errors = 0
         self.engine: AsyncEngine | None = None
         self.run_id: int | None = None
+        self.queued = False
+        self.parent_watch: asyncio.Task[None] | None = None
+        self.stop_reason: str | None = None
         self.started_at = utcnow()
 
     @classmethod
@@ -107,6 +114,9 @@ class DatabasePipeline:
             return
         self.run_id = run.id
         self.started_at = run.started_at
+        if queued:
+            self.queued = True
+            self.parent_watch = asyncio.ensure_future(self._watch_parent(os.getppid()))
         log.info("crawl run %s started (%s)", self.run_id, start_url)
 
     async def process_item(self, item: Any) -> Any:
@@ -154,6 +164,8 @@ class DatabasePipeline:
         return True
 
     async def close_spider(self) -> None:
+        if self.parent_watch is not None:
+            self.parent_watch.cancel()
         if self.engine is None or self.run_id is None:
             if self.engine is not None:
                 await self.engine.dispose()
@@ -162,6 +174,10 @@ class DatabasePipeline:
             await self.writing
         stored_everything = await self.flush(everything=True)
         reason = self._close_reason()
+        if self.queued and reason in INTERRUPTED:
+            await self.engine.dispose()
+            log.warning("crawl run %s interrupted (%s): left to its job", self.run_id, reason)
+            return
         stats = self._stats()
         complete = (
             stored_everything
@@ -214,7 +230,17 @@ class DatabasePipeline:
         except (DBAPIError, OSError) as exc:
             log.warning("could not record progress: %s", exc)
 
+    async def _watch_parent(self, parent: int) -> None:
+        """A job's crawler outlives its worker only briefly: the job will run it again."""
+        while True:  # no event says a parent died: polling is the portable way
+            await asyncio.sleep(PARENT_CHECK_SECONDS)
+            if os.getppid() != parent:
+                break
+        log.error("the worker that started this crawl is gone; stopping")
+        await self._stop(WORKER_LOST)
+
     async def _stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
         engine = self.crawler.engine
         if engine is not None:
             asyncio.get_running_loop().call_soon(
@@ -226,6 +252,11 @@ class DatabasePipeline:
         return self.crawler.stats.get_stats()
 
     def _close_reason(self) -> str:
+        """Why the spider closes (Scrapy records its ``finish_reason`` only after pipelines)."""
+        if self.stop_reason is not None:
+            return self.stop_reason
+        if not self.crawler.crawling:
+            return "shutdown"  # stopped from outside: SIGTERM or SIGINT
         return str(self._stats().get("finish_reason", "finished"))
 
     def _run_counts(self, removed: int) -> RunCounts:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
+from functools import partial
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -16,14 +18,19 @@ from bookql.accounts.setup import build_accounts
 from bookql.api.export import TrainingDataExport
 from bookql.api.graphiql import STATIC_DIR, STATIC_URL
 from bookql.api.health import healthz, readyz
-from bookql.api.middleware import RequestIdMiddleware
+from bookql.api.metrics import JobsCollector, MetricsEndpoint, process_exited, watch_pool
+from bookql.api.middleware import RequestIdMiddleware, RequestLog, SizeLimits
 from bookql.api.schema import build_schema
 from bookql.api.view import GraphQLApp
 from bookql.core.config import Settings, get_settings
 from bookql.crawls.launcher import CrawlLauncher
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
+from bookql.jobs.kinds import build_worker
+from bookql.jobs.queue import count_jobs
 from bookql.ml.service import PriceService
+
+ROUTES = frozenset({"/graphql", "/export/training-data", "/healthz", "/readyz", "/metrics"})
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -36,18 +43,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
     crawls = CrawlLauncher(settings, engine)
     ml = PriceService(settings, engine, blocking)
     graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls, ml)
+    watch_pool(engine.sync_engine, "async")
+    watch_pool(blocking.engine, "blocking")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # What is loaded at startup lives as long as the process: keep it out of every
         # garbage collection (streams allocate fast enough to trigger many).
         gc.freeze()
-        yield
-        await crawls.close()
-        await ml.close()
+        # On the embedded default the server runs queued jobs itself (BOOKQL_RUN_JOBS_IN_SERVER).
+        jobs = (
+            build_worker(settings, engine, model_activated=ml.active.forget)
+            if settings.jobs_in_server
+            else None
+        )
+        async with jobs.in_background() if jobs is not None else nullcontext():
+            yield
         accounts.close()
         blocking.close()
         await engine.dispose()
+        process_exited(os.getpid())
         if redis is not None:
             await redis.aclose()
 
@@ -59,12 +74,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/export/training-data", TrainingDataExport(accounts, ml.training_data)),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route(
+                "/metrics",
+                MetricsEndpoint(JobsCollector(partial(count_jobs, blocking.engine))),
+                methods=["GET"],
+            ),
             Mount(STATIC_URL, app=StaticFiles(directory=STATIC_DIR, check_dir=False)),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(RequestLog, routes=ROUTES, log_requests=settings.access_log),
+            Middleware(
+                SizeLimits,
+                max_body_bytes=settings.max_request_bytes,
+                max_header_bytes=settings.max_header_bytes,
+            ),
+        ],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.redis = redis
+    app.state.ml = ml
     return app

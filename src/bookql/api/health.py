@@ -1,9 +1,9 @@
 """``/healthz`` (the process answers) and ``/readyz`` (its dependencies answer too).
 
 ``/readyz`` is 503 when the database or its migrations fail: nothing works without them.
-Redis is optional (limits fall back to each process), so its failure makes the service
-``degraded``, still 200: taking every worker out of a load balancer because a shared cache
-is down would turn a degradation into an outage.
+Redis is optional (limits fall back to each process), and without an active price model
+only predictions fail, so either makes the service ``degraded``, still 200: taking every
+worker out of a load balancer for them would turn a degradation into an outage.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from bookql.db.migrate import head_revision
+from bookql.ml.service import PriceService
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -52,6 +53,13 @@ async def _check_database(engine: AsyncEngine) -> dict[str, Any]:
     }
 
 
+async def _check_model(ml: PriceService) -> dict[str, Any]:
+    predictor = await ml.active.get()
+    if predictor is None:
+        return {"model": {"status": "degraded", "reason": "no active model: predictions fail"}}
+    return {"model": {"status": "ok", "version": predictor.version}}
+
+
 async def _check_redis(client: Redis) -> dict[str, Any]:
     await client.ping()
     return {"redis": {"status": "ok"}}
@@ -71,6 +79,7 @@ async def _run_check(name: str, check: Awaitable[dict[str, Any]]) -> dict[str, A
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks = await _run_check("database", _check_database(state.engine))
+    checks |= await _run_check("model", _check_model(state.ml))
     if state.redis is not None:
         redis = (await _run_check("redis", _check_redis(state.redis)))["redis"]
         if redis["status"] != "ok":

@@ -40,13 +40,13 @@ from bookql.api.relay import DEFAULT_PAGE_SIZE
 LIST_ESTIMATE = 50  # a plain list (categories, stats rows) is assumed this long
 
 
-def _has_nul(value: Any) -> bool:
+def has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(item) for item in value.values())
+        return any(has_nul(item) for item in value.values())
     if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
+        return any(has_nul(item) for item in value)
     return False
 
 
@@ -243,7 +243,7 @@ class QueryLimits(SchemaExtension):
                 f"the query is longer than {self.limits.max_bytes} bytes",
                 limit=self.limits.max_bytes,
             )
-        if _has_nul(context.variables):
+        if has_nul(context.variables):
             raise _nul_refused()
         context.parse_options["max_tokens"] = self.limits.max_tokens
         context.validation_rules = (*context.validation_rules, self.shape)

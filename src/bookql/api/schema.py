@@ -18,6 +18,7 @@ from bookql.accounts.graphql.types import User
 from bookql.api.context import Info
 from bookql.api.errors import ErrorCode, ErrorCodes
 from bookql.api.limits import Limits, QueryLimits, shape_rule
+from bookql.api.metrics import OperationMetrics, record_operation
 from bookql.api.relay import Node, from_global_id
 from bookql.catalog.graphql.mutations import CatalogMutation
 from bookql.catalog.graphql.schema import CatalogQuery, load_book, load_category
@@ -98,7 +99,8 @@ class BookQLSchema(strawberry.Schema):
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 return await super().execute(*args, **kwargs)
-        except TimeoutError:
+        except TimeoutError:  # cancelled inside the extensions: counted here instead
+            record_operation(kwargs.get("operation_name"), "unknown", ["TIMEOUT"], None)
             error = GraphQLError(
                 f"the operation took longer than {self.timeout_seconds:g} s",
                 extensions={"code": ErrorCode.TIMEOUT.value},
@@ -117,7 +119,8 @@ def build_schema(settings: Settings | None = None) -> BookQLSchema:
     )
     shape = shape_rule(limits)
     extensions: list[Any] = [
-        ErrorCodes,  # first: it tags what the extensions after it report
+        OperationMetrics,  # outermost: it counts what ErrorCodes has coded
+        ErrorCodes,  # it tags what the extensions after it report
         lambda: QueryLimits(limits, shape),
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),

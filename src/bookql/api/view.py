@@ -5,6 +5,9 @@
   ``data``; ``application/json`` (the default) keeps the legacy 200.
 * A mutation over GET is 405 with ``Allow: POST``; other methods are 405 ``Allow: GET, POST``.
 * Every transport-level refusal is still a GraphQL error body with ``extensions.code``.
+* A plain query (GET, or POST of JSON) whose plan covers it is answered by the compiled path
+  (``bookql.api.compiled``); everything else, and every request a plan hands back, goes
+  through Strawberry's executor unchanged.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from strawberry.subscriptions import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from bookql.accounts.auth import RequestAuth
 from bookql.accounts.service import Accounts
+from bookql.api.compiled import CompiledQueries, compiled_queries
 from bookql.api.context import Context
 from bookql.api.errors import BookQLError, ErrorCode, error_code
 from bookql.api.graphiql import graphiql_page
@@ -43,6 +48,8 @@ from bookql.ml.service import PriceService
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+# Media types of Strawberry's streaming transports (SSE, multipart): never compiled.
+STREAMS = ("text/event-stream", "multipart/")
 # Errors that mean the operation was never executed: the request itself was at fault.
 REQUEST_ERRORS = frozenset(
     {
@@ -74,6 +81,41 @@ def negotiate(accept: str | None) -> str:
 def error_response(status: int, message: str, code: ErrorCode, **headers: str) -> Response:
     body = {"errors": [{"message": message, "extensions": {"code": code.value}}]}
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+async def plain_operation(request: Request) -> tuple[str, dict[str, Any] | None, str | None] | None:
+    """Query, variables and operation name of a GET or JSON POST that Strawberry would take
+    as they are; None for anything else (which Strawberry answers, or refuses, itself)."""
+    data: Any
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip().lower() != JSON:
+            return None
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return None
+    elif request.method == "GET":
+        data = dict(request.query_params)
+        try:
+            for key in ("variables", "extensions"):
+                if key in data:
+                    data[key] = orjson.loads(data[key])
+        except orjson.JSONDecodeError:
+            return None
+    else:
+        return None
+    if not isinstance(data, dict):
+        return None
+    query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+    if (
+        not isinstance(query, str)
+        or not isinstance(variables, dict | None)
+        or not isinstance(name, str | None)
+        or not isinstance(data.get("extensions"), dict | None)
+    ):
+        return None
+    return query, variables, name
 
 
 def is_request_error(result: ExecutionResult) -> bool:
@@ -111,6 +153,9 @@ class GraphQLApp(GraphQL[Context, None]):
         self.accounts = accounts
         self.crawls = crawls
         self.ml = ml
+        self.compiled: CompiledQueries | None = None
+        if settings.compiled_queries:
+            self.compiled = compiled_queries(schema, settings, accounts.blocking)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,7 +191,28 @@ class GraphQLApp(GraphQL[Context, None]):
                 f"the request body is larger than {self.settings.max_request_bytes} bytes",
                 ErrorCode.QUERY_TOO_COMPLEX,
             )
+        if self.compiled is not None:
+            compiled = await self._compiled_response(request, self.compiled)
+            if compiled is not None:
+                return compiled
         return await self.run(request)
+
+    async def _compiled_response(
+        self, request: Request, compiled: CompiledQueries
+    ) -> Response | None:
+        """The compiled path's answer, or None to let Strawberry's executor answer."""
+        accept = request.headers.get("accept")
+        if accept is not None and any(stream in accept.lower() for stream in STREAMS):
+            return None
+        operation = await plain_operation(request)
+        if operation is None:
+            return None
+        query, variables, operation_name = operation
+        auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"))
+        body = await compiled.execute(query, operation_name, variables, auth)
+        if body is None:
+            return None
+        return Response(orjson.dumps(body), media_type=negotiate(accept))
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Integer, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.catalog.models import books, categories
@@ -53,27 +53,44 @@ def _figures(row: Any) -> Figures:
     )
 
 
+# Built once: each figure is the same statement every time, only its parameters change.
+_PRICE = books.c.price_incl_tax_pence
+_BUCKET = (_PRICE // bindparam("width", type_=Integer)).label("bucket")
+_JOINED = categories.outerjoin(books, (books.c.category_id == categories.c.id) & _listed())
+_LISTED_COUNT = select(func.count()).where(_listed())
+_FIGURES = select(*_aggregates()).where(_listed())
+_CATEGORY_COUNT = select(func.count()).select_from(categories)
+_MIDDLE_PRICES = (
+    select(_PRICE)
+    .where(_listed())
+    .order_by(_PRICE)
+    .limit(bindparam("limit", type_=Integer))
+    .offset(bindparam("offset", type_=Integer))
+)
+_RATINGS = select(books.c.rating, func.count()).where(_listed()).group_by(books.c.rating)
+_HISTOGRAM = select(_BUCKET, func.count()).where(_listed()).group_by(_BUCKET).order_by(_BUCKET)
+_BY_CATEGORY = (
+    select(categories, *_aggregates())
+    .select_from(_JOINED)
+    .group_by(*categories.c)
+    .order_by(categories.c.name)
+)
+
+
 async def catalogue_figures(conn: AsyncConnection) -> Figures:
-    row = (await conn.execute(select(*_aggregates()).where(_listed()))).one()
+    row = (await conn.execute(_FIGURES)).one()
     return _figures(row)
 
 
 async def category_count(conn: AsyncConnection) -> int:
-    return int((await conn.execute(select(func.count()).select_from(categories))).scalar_one())
+    return int((await conn.execute(_CATEGORY_COUNT)).scalar_one())
 
 
 async def figures_by_category(conn: AsyncConnection) -> list[tuple[Any, Figures]]:
     """Every category (by name) with the figures of its listed books, empty ones included."""
-    joined = categories.outerjoin(books, (books.c.category_id == categories.c.id) & _listed())
-    statement = (
-        select(categories, *_aggregates())
-        .select_from(joined)
-        .group_by(*categories.c)
-        .order_by(categories.c.name)
-    )
     width = len(categories.c)
     result = []
-    for row in await conn.execute(statement):
+    for row in await conn.execute(_BY_CATEGORY):
         values = tuple(row)
         result.append((row, _figures(values[width:])))
     return result
@@ -81,20 +98,16 @@ async def figures_by_category(conn: AsyncConnection) -> list[tuple[Any, Figures]
 
 async def median_price_pence(conn: AsyncConnection) -> float | None:
     """The median without a MEDIAN function: the middle one or two prices, averaged."""
-    price = books.c.price_incl_tax_pence
-    count = (await conn.execute(select(func.count()).where(_listed()))).scalar_one()
+    count = (await conn.execute(_LISTED_COUNT)).scalar_one()
     if count == 0:
         return None
-    middle: Select[Any] = (
-        select(price).where(_listed()).order_by(price).limit(2 - count % 2).offset((count - 1) // 2)
-    )
-    values = [int(v) for v in (await conn.execute(middle)).scalars()]
+    middle = {"limit": 2 - count % 2, "offset": (count - 1) // 2}
+    values = [int(v) for v in (await conn.execute(_MIDDLE_PRICES, middle)).scalars()]
     return sum(values) / len(values)
 
 
 async def rating_counts(conn: AsyncConnection) -> dict[int, int]:
-    statement = select(books.c.rating, func.count()).where(_listed()).group_by(books.c.rating)
-    found = {int(rating): int(count) for rating, count in await conn.execute(statement)}
+    found = {int(rating): int(count) for rating, count in await conn.execute(_RATINGS)}
     return {rating: found.get(rating, 0) for rating in range(1, 6)}
 
 
@@ -103,9 +116,7 @@ async def price_histogram(conn: AsyncConnection, width_pence: int) -> list[tuple
 
     Bucket ``n`` holds prices in ``[n * width, (n + 1) * width)``.
     """
-    bucket = (books.c.price_incl_tax_pence // width_pence).label("bucket")
-    statement = select(bucket, func.count()).where(_listed()).group_by(bucket).order_by(bucket)
-    found = {int(b): int(c) for b, c in await conn.execute(statement)}
+    found = {int(b): int(c) for b, c in await conn.execute(_HISTOGRAM, {"width": width_pence})}
     if not found:
         return []
     return [(b, found.get(b, 0)) for b in range(min(found), max(found) + 1)]

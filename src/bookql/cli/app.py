@@ -1,17 +1,25 @@
-"""Commands: serve, db, seed, export-schema."""
+"""Commands: serve, worker, jobs, db, seed, users, train, models, export, export-schema."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookql.core.config import get_settings
+from bookql.core.config import Settings, get_settings
+from bookql.core.errors import StartupError
+from bookql.core.logs import configure_logging, logging_config
 from bookql.db.engine import check_connection, create_sync_engine, database_url
 from bookql.db.urls import redact
 
@@ -29,14 +37,38 @@ models_app = typer.Typer(help="Price model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 export_app = typer.Typer(help="Bulk data to files.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+jobs_app = typer.Typer(help="Queued jobs: crawls and trainings.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+enqueue_app = typer.Typer(help="Queue a job for a worker.", no_args_is_help=True)
+jobs_app.add_typer(enqueue_app, name="enqueue")
 
 log = logging.getLogger("bookql.cli")
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """With several workers, prometheus-client's multiprocess mode needs a directory they
+    share (``PROMETHEUS_MULTIPROC_DIR``): the operator's, emptied of a previous run's
+    samples, or a temporary one removed afterwards."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if workers == 1 and not given:
+        yield
+        return
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="bookql-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # the workers inherit it
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 @app.command()
@@ -48,22 +80,169 @@ def serve(
     """Serve GraphQL at /graphql (migrating and seeding an empty database first)."""
     from bookql.db.prepare import prepare_database
 
-    _setup_logging()
     settings = get_settings()
+    _setup_logging(settings)
     settings.check_production()
     report = prepare_database(settings)
     for line in report:
         log.info(line)
+    if settings.jobs_in_server:
+        log.info("queued jobs (crawls, trainings): run by this server")
+    else:
+        log.info("queued jobs (crawls, trainings): run by `bookql worker`")
     typer.echo(f"bookql: serving http://{host}:{port}/graphql", err=True)
-    uvicorn.run(
-        "bookql.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        proxy_headers=True,
-    )
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "bookql.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=logging_config(settings.log_level, settings.log_format),
+            log_level=settings.log_level.lower(),
+            access_log=False,  # bookql.access logs each request, with its request id
+            proxy_headers=True,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs at once (default: BOOKQL_JOB_CONCURRENCY)."),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run the jobs due now, then exit.")] = False,
+) -> None:
+    """Run queued jobs (crawls, trainings) until SIGTERM or SIGINT.
+
+    The first signal stops claiming and lets running jobs finish for
+    BOOKQL_JOB_SHUTDOWN_GRACE_SECONDS, then gives them back to the queue; a second signal
+    gives them back at once.
+    """
+    from bookql.db.engine import create_async_db_engine
+    from bookql.db.migrate import is_at_head
+    from bookql.jobs.kinds import build_worker
+
+    settings = get_settings()
+    settings.check_production()
+    engine = create_sync_engine(settings)
+    check_connection(engine)
+    at_head = is_at_head(engine)
+    engine.dispose()
+    if not at_head:
+        raise StartupError("the database schema is behind: run `bookql db upgrade`")
+    _setup_logging(settings)
+
+    async def run() -> None:
+        engine = create_async_db_engine(settings)
+        jobs = build_worker(settings, engine, concurrency=concurrency)
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            jobs.stop(now=signals > 1)
+
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, on_signal)
+        try:
+            await jobs.run(once=once)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@jobs_app.command("list")
+def jobs_list(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+) -> None:
+    """The newest jobs: kind, status, attempts, progress and the last error."""
+    from bookql.db.engine import create_async_db_engine
+    from bookql.jobs.queue import recent_jobs
+
+    settings = get_settings()
+    check_connection(create_sync_engine(settings))
+
+    async def run() -> list[str]:
+        engine = create_async_db_engine(settings)
+        try:
+            rows = await recent_jobs(engine, limit)
+        finally:
+            await engine.dispose()
+        lines = []
+        for row in rows:
+            done = f" {row.progress:.0%}" if row.progress is not None else ""
+            note = row.error if row.status == "FAILED" else row.progress_message or row.error
+            lines.append(
+                f"{row.id:>6}  {row.kind:<6} {row.status:<9} {row.attempts}/{row.max_attempts}"
+                f"{done}  {row.created_at:%Y-%m-%d %H:%M:%S}  {note or ''}".rstrip()
+            )
+        return lines
+
+    lines = asyncio.run(run())
+    typer.echo("\n".join(lines) if lines else "no jobs yet")
+
+
+def _queue(work: Callable[[Settings, AsyncEngine], Awaitable[str]]) -> None:
+    """Run one queuing call; an expected refusal (one at a time, bad URL) exits with 1."""
+    from bookql.api.errors import BookQLError
+    from bookql.db.engine import create_async_db_engine
+
+    settings = get_settings()
+    check_connection(create_sync_engine(settings))
+
+    async def run() -> str:
+        engine = create_async_db_engine(settings)
+        try:
+            return await work(settings, engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except BookQLError as exc:
+        typer.echo(f"bookql: error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+@enqueue_app.command("crawl")
+def enqueue_crawl(
+    start_url: Annotated[
+        str | None, typer.Option(help="Default: BOOKQL_CRAWL_START_URL; host must be allowed.")
+    ] = None,
+) -> None:
+    """Queue a crawl (as `startCrawl` does): for a schedule, e.g. cron or a timer."""
+    from bookql.crawls.launcher import CrawlLauncher
+
+    async def queue(settings: Settings, engine: AsyncEngine) -> str:
+        run = await CrawlLauncher(settings, engine).start(start_url, None)
+        return f"queued crawl run {run.id} (job {run.job_id}): {run.start_url}"
+
+    _queue(queue)
+
+
+@enqueue_app.command("train")
+def enqueue_train(
+    activate: Annotated[bool, typer.Option("--activate", help="Serve the new version.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = 42,
+) -> None:
+    """Queue a training (as `trainModel` does)."""
+    from bookql.ml.trainings import queue_training
+
+    async def queue(settings: Settings, engine: AsyncEngine) -> str:
+        row = await queue_training(
+            engine,
+            seed=seed,
+            activate=activate,
+            requested_by=None,
+            max_attempts=settings.job_max_attempts,
+        )
+        return f"queued training of model {row.version}"
+
+    _queue(queue)
 
 
 @db_app.command("upgrade")

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     debug: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="one JSON object a line, or aligned text for a terminal"
+    )
+    access_log: bool = Field(default=True, description="a log line for every HTTP request")
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1)
@@ -73,6 +78,9 @@ class Settings(BaseSettings):
         default=50_000, ge=100, description="objects a query may ask for, nested pages multiplied"
     )
     max_request_bytes: int = Field(default=2_000_000, ge=10_000)
+    max_header_bytes: int = Field(
+        default=16_384, ge=4_096, description="all of a request's headers together"
+    )
     max_concurrent_exports: int = Field(
         default=4,
         ge=1,
@@ -80,6 +88,16 @@ class Settings(BaseSettings):
         "database connection while it runs)",
     )
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="on SIGTERM, how long requests and streams in flight may still run",
+    )
+    compiled_queries: bool = Field(
+        default=True,
+        description="serve the catalogue queries it covers through compiled plans "
+        "(false: Strawberry's executor for everything)",
+    )
     introspection: bool | None = Field(
         default=None, description="GraphQL introspection; default: on except in production"
     )
@@ -98,6 +116,24 @@ class Settings(BaseSettings):
     crawler_dir: Path | None = Field(
         default=None,
         description="the Scrapy project (scrapy.cfg); default: crawler/ of the checkout",
+    )
+    # Queued jobs (crawls, trainings): who runs them, and how a lost worker is noticed.
+    run_jobs_in_server: bool | None = Field(
+        default=None,
+        description="the API process runs queued jobs too; default: on with the embedded "
+        "SQLite, off with PostgreSQL (run `bookql worker`)",
+    )
+    job_concurrency: int = Field(default=2, ge=1, description="jobs at once per worker process")
+    job_lease_seconds: float = Field(
+        default=60.0, gt=0, description="a claim lapses when its worker stays silent this long"
+    )
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_retry_delay_seconds: float = Field(
+        default=10.0, ge=0, description="wait before a retry, doubled at each further attempt"
+    )
+    job_poll_seconds: float = Field(default=1.0, gt=0, description="an idle worker's poll")
+    job_shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="a stopping worker's wait before it releases its jobs"
     )
 
     @field_validator("crawl_allowed_hosts", mode="before")
@@ -149,6 +185,12 @@ class Settings(BaseSettings):
     @property
     def effective_models_dir(self) -> Path:
         return self.models_dir or self.data_dir / "models_store"
+
+    @property
+    def jobs_in_server(self) -> bool:
+        if self.run_jobs_in_server is not None:
+            return self.run_jobs_in_server
+        return self.effective_database_url.startswith("sqlite")
 
     def check_production(self) -> None:
         """Refuse the insecure development defaults when ``BOOKQL_ENV=production``."""

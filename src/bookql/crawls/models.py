@@ -50,6 +50,10 @@ class CrawlRunRow(SQLModel, table=True):
     dropped: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
     errors: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
     message: str | None = Field(default=None, sa_column=Column(Text))
+    # The queued job that runs this crawl; NULL for crawls started by hand (`scrapy crawl`).
+    job_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("jobs.id", ondelete="SET NULL"))
+    )
 
 
 crawl_runs = table_of(CrawlRunRow)

@@ -1,13 +1,16 @@
 """Crawl-run records: created, started, advanced and finished; one active at a time.
 
 The ``active_slot`` column is unique and set only while a run is queued or running, so the
-database itself refuses a second active crawl, however many processes ask at once.
+database itself refuses a second active crawl, however many processes ask at once. A run
+queued from the API belongs to a job (``job_id``): if its crawler dies, the job retries or
+fails it; a run started by hand is failed by the next crawl once its process is gone.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,8 +48,13 @@ async def create_run(
     *,
     status: CrawlStatus,
     requested_by: int | None = None,
+    queue: Callable[[AsyncConnection, int], Awaitable[int]] | None = None,
 ) -> Row[Any]:
-    """A new active run; ``CrawlAlreadyRunning`` when another one is active."""
+    """A new active run; ``CrawlAlreadyRunning`` when another one is active.
+
+    ``queue(conn, run_id)`` queues the job that will run it, in the same transaction, and
+    returns the job's id: a run is never left without its job, nor a job without its run.
+    """
     now = utcnow()
     values: dict[str, Any] = {
         "status": status.value,
@@ -62,11 +70,26 @@ async def create_run(
             result = await conn.execute(
                 crawl_runs.insert().values(**values).returning(*crawl_runs.c)
             )
+            run = result.one()
+            if queue is None:
+                return run
+            result = await conn.execute(
+                update(crawl_runs)
+                .where(crawl_runs.c.id == run.id)
+                .values(job_id=await queue(conn, run.id))
+                .returning(*crawl_runs.c)
+            )
             return result.one()
     except IntegrityError:
         if await active_run(engine) is not None:
             raise CrawlAlreadyRunning from None
         raise
+
+
+async def get_run(engine: AsyncEngine, run_id: int) -> Row[Any] | None:
+    async with engine.connect() as conn:
+        result = await conn.execute(select(crawl_runs).where(crawl_runs.c.id == run_id))
+        return result.one_or_none()
 
 
 async def active_run(engine: AsyncEngine) -> Row[Any] | None:
@@ -126,13 +149,18 @@ async def finish_run(
 
 
 async def fail_orphans(engine: AsyncEngine) -> int:
-    """Runs left active by a crawler process on this host that no longer exists."""
+    """Runs started by hand, left active by a crawler on this host that no longer exists.
+
+    A job's run is not touched: its job retries or fails it.
+    """
     host = socket.gethostname()
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 select(crawl_runs.c.id, crawl_runs.c.pid, crawl_runs.c.status).where(
-                    crawl_runs.c.status.in_(ACTIVE), crawl_runs.c.host == host
+                    crawl_runs.c.status.in_(ACTIVE),
+                    crawl_runs.c.host == host,
+                    crawl_runs.c.job_id.is_(None),
                 )
             )
         ).all()
@@ -152,17 +180,34 @@ async def fail_orphans(engine: AsyncEngine) -> int:
     return len(dead)
 
 
-async def fail_if_active(engine: AsyncEngine, run_id: int, message: str) -> bool:
-    """Close a run its crawler left open (it crashed, or never started); True if it did."""
-    async with async_write_transaction(engine) as conn:
-        result = await conn.execute(
-            update(crawl_runs)
-            .where(crawl_runs.c.id == run_id, crawl_runs.c.status.in_(ACTIVE))
-            .values(
-                status=CrawlStatus.FAILED.value,
-                active_slot=None,
-                finished_at=utcnow(),
-                message=message,
-            )
+async def fail_if_active(conn: AsyncConnection, run_id: int, message: str) -> bool:
+    """Close a run its crawler left open (its job gave up on it); True if it did."""
+    result = await conn.execute(
+        update(crawl_runs)
+        .where(crawl_runs.c.id == run_id, crawl_runs.c.status.in_(ACTIVE))
+        .values(
+            status=CrawlStatus.FAILED.value,
+            active_slot=None,
+            finished_at=utcnow(),
+            message=message,
         )
+    )
     return bool(result.rowcount)
+
+
+async def requeue_run(conn: AsyncConnection, run_id: int, message: str) -> None:
+    """An active run waits again for its crawler, from scratch, saying why.
+
+    Host and pid stay: the next attempt checks that the previous crawler is gone.
+    """
+    await conn.execute(
+        update(crawl_runs)
+        .where(crawl_runs.c.id == run_id, crawl_runs.c.status.in_(ACTIVE))
+        .values(
+            status=CrawlStatus.QUEUED.value,
+            started_at=None,
+            complete=False,
+            message=message,
+            **asdict(RunCounts()),
+        )
+    )

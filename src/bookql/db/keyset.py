@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import BigInteger, ColumnElement, FromClause, Row, and_, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, FromClause, Row, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeDecorator
 
@@ -113,6 +113,26 @@ class Page:
     has_more: bool
 
 
+def page_statement(
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    after_values: Sequence[Any] | None,
+    source: FromClause | None = None,
+) -> Select[Any]:
+    """The statement of one page: ``columns``, then the ordering's values, one row extra."""
+    sort_values = [col.column for col in ordering.columns]
+    statement = select(*columns, *sort_values).where(*where)
+    if source is not None:
+        statement = statement.select_from(source)
+    if after_values is not None:
+        statement = statement.where(ordering.past(after_values, forward=forward))
+    return statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
+
+
 async def fetch_page(
     conn: AsyncConnection,
     *,
@@ -128,13 +148,15 @@ async def fetch_page(
 
     Rows come back in the ordering's direction even when paging backwards.
     """
-    sort_values = [col.column for col in ordering.columns]
-    statement = select(*columns, *sort_values).where(*where)
-    if source is not None:
-        statement = statement.select_from(source)
-    if after_values is not None:
-        statement = statement.where(ordering.past(after_values, forward=forward))
-    statement = statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
+    statement = page_statement(
+        columns=columns,
+        where=where,
+        ordering=ordering,
+        size=size,
+        forward=forward,
+        after_values=after_values,
+        source=source,
+    )
     rows = cast("list[Row[Any]]", list(await conn.execute(statement)))
     has_more = len(rows) > size
     rows = rows[:size]

@@ -5,12 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-
-import matplotlib.pyplot as plt
-
 from bookql.ml.training import TrainedModel
 
 PLOT_FILE = "predicted_vs_actual.png"
@@ -18,7 +12,12 @@ CARD_FILE = "model_card.md"
 
 
 def _plot(path: Path, trained: TrainedModel) -> None:
-    figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
+    # Imported here: matplotlib costs every process a second at start-up, and only the
+    # processes that train draw. A bare Figure renders to files, with no pyplot state.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 5), dpi=100)
+    axes = figure.subplots()
     axes.scatter(trained.test_actual, trained.test_predicted, s=10, alpha=0.6)
     low = float(min(trained.test_actual.min(), trained.test_predicted.min()))
     high = float(max(trained.test_actual.max(), trained.test_predicted.max()))
@@ -29,7 +28,6 @@ def _plot(path: Path, trained: TrainedModel) -> None:
     axes.legend(loc="upper left")
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 def _row(name: str, scores: dict[str, float]) -> str:

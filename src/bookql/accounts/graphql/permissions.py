@@ -10,15 +10,21 @@ from typing import Any
 
 from strawberry.permission import BasePermission
 
+from bookql.accounts.auth import RequestAuth
 from bookql.api.context import Info
 from bookql.api.errors import Unauthenticated
+from bookql.core.config import Settings
+
+
+async def require_catalogue_reader(auth: RequestAuth, settings: Settings) -> None:
+    """Anyone while the catalogue is public; signed-in users otherwise."""
+    viewer = await auth.viewer()  # refuses bad credentials either way
+    if viewer is None and not settings.public_catalogue:
+        raise Unauthenticated("the catalogue is private: sign in first")
 
 
 async def check_catalogue_access(info: Info) -> None:
-    """Anyone while the catalogue is public; signed-in users otherwise."""
-    viewer = await info.context.auth.viewer()  # refuses bad credentials either way
-    if viewer is None and not info.context.settings.public_catalogue:
-        raise Unauthenticated("the catalogue is private: sign in first")
+    await require_catalogue_reader(info.context.auth, info.context.settings)
 
 
 class CanReadCatalogue(BasePermission):

@@ -29,6 +29,13 @@ async def listing_from_arguments(
                 f"no category {f.category!r} (give a slug or a name)", field="category"
             )
         category_id = row.id
+    return listing_of(f, order_by, search, category_id)
+
+
+def listing_of(
+    f: BookFilter, order_by: list[BookOrder] | None, search: str | None, category_id: int | None
+) -> BookListing:
+    """The listing of arguments whose category, if any, is already resolved to its id."""
     if search is not None and len(search) > MAX_SEARCH_LENGTH:
         raise BadUserInput(f"`search` is longer than {MAX_SEARCH_LENGTH} characters")
     return BookListing(

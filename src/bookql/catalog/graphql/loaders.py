@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -26,6 +27,18 @@ CategoryPageKey = tuple[int, BookListing, PageRequest]
 CategoryCountKey = tuple[int, BookListing]
 
 
+class SharedLoader(DataLoader[K, V]):
+    """A DataLoader whose results survive one waiter being cancelled.
+
+    A key's future is shared by every field that loads it, and graphql-core cancels the
+    siblings of a field that failed: awaited bare, the shared future would be cancelled
+    with them, and an unrelated field waiting on the same key would fail with it.
+    """
+
+    def load(self, key: K) -> Awaitable[V]:
+        return asyncio.shield(super().load(key))
+
+
 def _loader(
     engine: AsyncEngine,
     fetch: Callable[[AsyncConnection, Sequence[K]], Awaitable[Mapping[K, V]]],
@@ -36,7 +49,7 @@ def _loader(
             found = await fetch(conn, keys)
         return [found.get(key, default) for key in keys]
 
-    return DataLoader(load_fn=load)
+    return SharedLoader(load_fn=load)
 
 
 class CatalogLoaders:
@@ -65,10 +78,10 @@ class CatalogLoaders:
         self.description_by_book: DataLoader[int, str | None] = _loader(
             engine, queries.descriptions_by_book_ids, None
         )
-        self.category_books: DataLoader[CategoryPageKey, Page] = DataLoader(
+        self.category_books: DataLoader[CategoryPageKey, Page] = SharedLoader(
             load_fn=self._category_pages
         )
-        self.category_book_count: DataLoader[CategoryCountKey, int] = DataLoader(
+        self.category_book_count: DataLoader[CategoryCountKey, int] = SharedLoader(
             load_fn=self._category_counts
         )
         self._history: dict[int, DataLoader[int, list[Row[Any]]]] = {}
@@ -142,13 +155,21 @@ class CatalogLoaders:
             for shared, grouped in by_listing.items():
                 plan = shared.plan(conn.dialect.name)
                 category_ids = sorted({category_id for category_id, _ in grouped})
-                statement = (
-                    select(books.c.category_id, func.count())
-                    .select_from(plan.source)
-                    .where(*plan.where, books.c.category_id.in_(category_ids))
-                    .group_by(books.c.category_id)
-                )
-                found = {row[0]: int(row[1]) for row in await conn.execute(statement)}
+                found = await counts_by_category(conn, plan, category_ids)
                 for key in grouped:
                     counts[key] = found.get(key[0], 0)
         return [counts[key] for key in keys]
+
+
+async def counts_by_category(
+    conn: AsyncConnection, plan: ListingPlan, category_ids: Sequence[int]
+) -> dict[int, int]:
+    """How many books of a listing (planned without its category) each category holds;
+    categories with none are missing."""
+    statement = (
+        select(books.c.category_id, func.count())
+        .select_from(plan.source)
+        .where(*plan.where, books.c.category_id.in_(category_ids))
+        .group_by(books.c.category_id)
+    )
+    return {row[0]: int(row[1]) for row in await conn.execute(statement)}

@@ -21,7 +21,7 @@ DEFAULT_BUCKET_WIDTH = 10.0
 _PENNY = Decimal("0.01")
 
 
-def _money(pence: float | None) -> float | None:
+def money_figure(pence: float | None) -> float | None:
     """Prices in GBP; averages rounded to the penny, halves up.
 
     In decimal: ``round`` on the float rounds 34.385 down, as the 34.38499… it is stored as.
@@ -98,7 +98,7 @@ class CatalogueStats:
 
     @strawberry.field(description="GBP, rounded to the penny.")
     async def average_price(self, info: Info) -> float | None:
-        return _money((await self._figures(info)).average_price_pence)
+        return money_figure((await self._figures(info)).average_price_pence)
 
     @strawberry.field(description="GBP; the mean of the middle two prices when the count is even.")
     async def median_price(self, info: Info) -> float | None:
@@ -107,11 +107,11 @@ class CatalogueStats:
 
     @strawberry.field
     async def min_price(self, info: Info) -> float | None:
-        return _money((await self._figures(info)).min_price_pence)
+        return money_figure((await self._figures(info)).min_price_pence)
 
     @strawberry.field
     async def max_price(self, info: Info) -> float | None:
-        return _money((await self._figures(info)).max_price_pence)
+        return money_figure((await self._figures(info)).max_price_pence)
 
     @strawberry.field
     async def average_rating(self, info: Info) -> float | None:
@@ -158,9 +158,9 @@ class CatalogueStats:
             CategoryStats(
                 category=Category.from_row(row),
                 book_count=figures.book_count,
-                average_price=_money(figures.average_price_pence),
-                min_price=_money(figures.min_price_pence),
-                max_price=_money(figures.max_price_pence),
+                average_price=money_figure(figures.average_price_pence),
+                min_price=money_figure(figures.min_price_pence),
+                max_price=money_figure(figures.max_price_pence),
                 average_rating=figures.average_rating,
                 total_stock=figures.total_stock,
             )

@@ -1,0 +1,146 @@
+"""``bookql serve --workers 2`` on the local PostgreSQL and Redis: one service, not two.
+
+Connections land on either worker, so each check opens a fresh connection per request:
+login limits are shared through Redis, a model activated through one worker is served by
+both within a second, and ``/metrics`` from either worker counts the requests of both.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import FAST_ARGON2, PostgresDatabases
+from tests.live import free_port
+
+PASSWORD = "two workers password"
+LOGIN = """mutation($u: String!, $p: String!) {
+    login(input: {username: $u, password: $p}) { accessToken } }"""
+PREDICT = """mutation { predictPrice(input: {features: {category: "Poetry", rating: 3,
+    availability: 5, title: "Poems", description: null}}) { modelVersion } }"""
+ACTIVATE = """mutation($v: String!) { activateModel(input: {version: $v}) { version } }"""
+
+
+def _bookql(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "bookql", *args],
+        env=env,
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def two_workers(
+    postgres: PostgresDatabases, redis_url: str, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
+    env = {
+        **os.environ,
+        "BOOKQL_DATABASE_URL": postgres.create(),
+        "BOOKQL_DATA_DIR": str(tmp_path),
+        "BOOKQL_REDIS_URL": redis_url,
+        "BOOKQL_RUN_JOBS_IN_SERVER": "false",
+        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve must make its own
+    _bookql(env, "db", "upgrade")
+    _bookql(env, "seed")
+    _bookql(env, "users", "create", "admin", "--admin", stdin=PASSWORD + "\n")
+    _bookql(env, "users", "create", "guess", stdin=PASSWORD + "\n")
+    for _ in range(2):
+        _bookql(env, "train")
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bookql", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _workers_up(process.pid) < 2 or not _answers(url):
+            assert process.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "two workers did not start"
+            time.sleep(0.2)
+        yield url, env
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _workers_up(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return len(children.read_text().split()) if children.exists() else 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _post(url: str, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
+    """One request on a connection of its own, so it may land on either worker."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, timeout=30) as client:
+        body: dict[str, Any] = client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        ).json()
+    return body
+
+
+def _codes(body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in body.get("errors") or []]
+
+
+def test_two_workers_share_limits_models_and_metrics(two_workers: tuple[str, Any]) -> None:
+    url, env = two_workers
+    from redis import Redis
+
+    Redis.from_url(env["BOOKQL_REDIS_URL"]).flushdb()
+    codes = [_codes(_post(url, LOGIN, u="guess", p="wrong password")) for _ in range(7)]
+    assert codes == [["UNAUTHENTICATED"]] * 5 + [["RATE_LIMITED"]] * 2  # one count for both
+
+    token = _post(url, LOGIN, u="admin", p=PASSWORD)["data"]["login"]["accessToken"]
+    versions = [line.split()[0] for line in _bookql(env, "models", "list").splitlines()[1:]]
+    for version in versions[-2:]:
+        assert _post(url, ACTIVATE, token, v=version)["data"]["activateModel"]["version"]
+        time.sleep(1.2)  # each worker looks at the active alias at most once a second
+        served = {_post(url, PREDICT, token)["data"]["predictPrice"]["modelVersion"]}
+        for _ in range(9):
+            served.add(_post(url, PREDICT, token)["data"]["predictPrice"]["modelVersion"])
+        assert served == {version}
+
+    before = _requests(url)
+    for _ in range(20):
+        assert httpx.get(f"{url}/healthz").status_code == 200  # new connection each time
+    after = _requests(url)
+    assert after - before == 20 + 1  # every worker's requests, plus the first /metrics
+
+
+def _requests(url: str) -> float:
+    """``/healthz`` and ``/metrics`` requests answered so far, by every worker."""
+    text = httpx.get(f"{url}/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bookql_http_requests_total"
+        and sample.labels["route"] in ("/healthz", "/metrics")
+    )

@@ -1,0 +1,86 @@
+"""SIGTERM: a request in flight still gets its answer, an open WebSocket a proper close code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+from websockets.typing import Subprotocol
+
+from tests.conftest import ScratchDatabase
+from tests.live import free_port
+
+SLOW = "{ stats { totalBooks } books(first: 100) { edges { node { title } } } }"
+
+
+def test_sigterm_finishes_requests_and_closes_subscriptions(
+    seeded_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "BOOKQL_DATABASE_URL": seeded_db.url,
+        "BOOKQL_DATA_DIR": str(seeded_db.data_dir),
+        "BOOKQL_SHUTDOWN_GRACE_SECONDS": "10",
+    }
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.1)
+        with connect(
+            f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as socket:
+            socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(socket.recv(timeout=10))["type"] == "connection_ack"
+
+            answers: list[int] = []
+
+            def in_flight() -> None:  # many requests on one connection, across the signal
+                with httpx.Client(base_url=url, timeout=30) as client:
+                    for _ in range(50):
+                        try:
+                            response = client.post("/graphql", json={"query": SLOW})
+                        except httpx.TransportError:
+                            return  # refused after the shutdown: never a half answer
+                        answers.append(response.status_code)
+
+            worker = threading.Thread(target=in_flight)
+            worker.start()
+            time.sleep(0.3)
+            server.send_signal(signal.SIGTERM)
+            worker.join(timeout=30)
+            assert answers and set(answers) == {200}
+            with pytest.raises(ConnectionClosed) as closed:
+                socket.recv(timeout=15)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        # uvicorn re-raises the signal once it has shut down cleanly
+        assert server.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in (tmp_path / "server.log").read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        log.close()
