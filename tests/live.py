@@ -1,4 +1,5 @@
-"""A real ``bookql serve`` for the tests that need sockets: streams, browsers, disconnects."""
+"""A real ``bookql serve`` for the tests that need sockets: streams, browsers, disconnects,
+signals and several workers; and the command line as a subprocess."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +22,68 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def bookql(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """``bookql ARGS`` in a subprocess that must succeed; its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bookql", *args],
+        env=env,
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    return done.stdout
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
-def live_server(env: dict[str, str], log: Path | None = None) -> Iterator[str]:
-    """The server's URL once ``/healthz`` answers; stopped afterwards. Output goes to ``log``
-    (quoted when the server fails to start) or nowhere."""
+def running_server(
+    env: dict[str, str], log: Path | None = None, *, workers: int = 1
+) -> Iterator[LiveServer]:
+    """The server once ``/healthz`` answers (and, with ``workers``, that many are up);
+    stopped afterwards if the test has not. Output goes to ``log`` (quoted when the server
+    fails to start) or nowhere."""
     port = free_port()
     output: Any = log.open("wb") if log else subprocess.DEVNULL
+    command = [sys.executable, "-m", "bookql", "serve", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
-        env=env,
-        stdout=output,
-        stderr=subprocess.STDOUT,
+        [*command, "--workers", str(workers)], env=env, stdout=output, stderr=subprocess.STDOUT
     )
     if log:
         output.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+        deadline = time.monotonic() + 60
+        while not (_answers(url) and (workers == 1 or _children(process.pid) >= workers)):
             started = process.poll() is None and time.monotonic() < deadline
             assert started, log.read_text()[-3000:] if log else "bookql serve did not start"
             time.sleep(0.1)
-        yield url
+        yield LiveServer(url, process)
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@contextmanager
+def live_server(env: dict[str, str], log: Path | None = None) -> Iterator[str]:
+    """The URL of a :func:`running_server`."""
+    with running_server(env, log) as server:
+        yield server.url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _children(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return len(children.read_text().split()) if children.exists() else 0

@@ -10,8 +10,6 @@ and ``/readyz`` says the service is degraded rather than down.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import FAST_ARGON2, IN_CI
-from tests.live import live_server
+from tests.live import bookql, live_server
 from tests.services import PrivatePostgres, missing_tools, private_postgres, private_redis
 
 PASSWORD = "fault tolerant password"
@@ -39,17 +37,6 @@ def _tools() -> None:
         pytest.fail(f"CI must not skip: {message}") if IN_CI else pytest.skip(message)
 
 
-def _bookql(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bookql", *args],
-        env=env,
-        input=stdin,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-
-
 def _environment(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -65,9 +52,9 @@ def postgres(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, dict[str, str]]]
     """A private cluster, migrated and seeded, with a user ``ops``."""
     with private_postgres() as cluster:
         env = _environment(tmp_path, cluster.url)
-        _bookql(env, "db", "upgrade")
-        _bookql(env, "seed")
-        _bookql(env, "users", "create", "ops", stdin=PASSWORD + "\n")
+        bookql(env, "db", "upgrade")
+        bookql(env, "seed")
+        bookql(env, "users", "create", "ops", stdin=PASSWORD + "\n")
         yield cluster, env
 
 

@@ -8,8 +8,6 @@ both within a second, and ``/metrics`` from either worker counts the requests of
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import free_port
+from tests.live import bookql, running_server
 
 PASSWORD = "two workers password"
 LOGIN = """mutation($u: String!, $p: String!) {
@@ -28,18 +26,6 @@ LOGIN = """mutation($u: String!, $p: String!) {
 PREDICT = """mutation { predictPrice(input: {features: {category: "Poetry", rating: 3,
     availability: 5, title: "Poems", description: null}}) { modelVersion } }"""
 ACTIVATE = """mutation($v: String!) { activateModel(input: {version: $v}) { version } }"""
-
-
-def _bookql(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "bookql", *args],
-        env=env,
-        input=stdin,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    return done.stdout
 
 
 @pytest.fixture
@@ -55,44 +41,14 @@ def two_workers(
         **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve must make its own
-    _bookql(env, "db", "upgrade")
-    _bookql(env, "seed")
-    _bookql(env, "users", "create", "admin", "--admin", stdin=PASSWORD + "\n")
-    _bookql(env, "users", "create", "guess", stdin=PASSWORD + "\n")
+    bookql(env, "db", "upgrade")
+    bookql(env, "seed")
+    bookql(env, "users", "create", "admin", "--admin", stdin=PASSWORD + "\n")
+    bookql(env, "users", "create", "guess", stdin=PASSWORD + "\n")
     for _ in range(2):
-        _bookql(env, "train")
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bookql", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while _workers_up(process.pid) < 2 or not _answers(url):
-            assert process.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "two workers did not start"
-            time.sleep(0.2)
-        yield url, env
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
-def _workers_up(pid: int) -> int:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    return len(children.read_text().split()) if children.exists() else 0
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
+        bookql(env, "train")
+    with running_server(env, tmp_path / "server.log", workers=2) as server:
+        yield server.url, env
 
 
 def _post(url: str, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
@@ -118,7 +74,7 @@ def test_two_workers_share_limits_models_and_metrics(two_workers: tuple[str, Any
     assert codes == [["UNAUTHENTICATED"]] * 5 + [["RATE_LIMITED"]] * 2  # one count for both
 
     token = _post(url, LOGIN, u="admin", p=PASSWORD)["data"]["login"]["accessToken"]
-    versions = [line.split()[0] for line in _bookql(env, "models", "list").splitlines()[1:]]
+    versions = [line.split()[0] for line in bookql(env, "models", "list").splitlines()[1:]]
     for version in versions[-2:]:
         assert _post(url, ACTIVATE, token, v=version)["data"]["activateModel"]["version"]
         time.sleep(1.2)  # each worker looks at the active alias at most once a second

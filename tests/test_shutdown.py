@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 from tests.conftest import ScratchDatabase
-from tests.live import free_port
+from tests.live import running_server
 
 SLOW = "{ stats { totalBooks } books(first: 100) { edges { node { title } } } }"
 
@@ -32,27 +30,10 @@ def test_sigterm_finishes_requests_and_closes_subscriptions(
         "BOOKQL_DATA_DIR": str(seeded_db.data_dir),
         "BOOKQL_SHUTDOWN_GRACE_SECONDS": "10",
     }
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bookql", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-                time.sleep(0.1)
-        with connect(
-            f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
-        ) as socket:
+    with running_server(env, tmp_path / "server.log") as server:
+        url = server.url
+        websocket_url = url.replace("http://", "ws://") + "/graphql"
+        with connect(websocket_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as socket:
             socket.send(json.dumps({"type": "connection_init", "payload": {}}))
             assert json.loads(socket.recv(timeout=10))["type"] == "connection_ack"
 
@@ -70,17 +51,12 @@ def test_sigterm_finishes_requests_and_closes_subscriptions(
             worker = threading.Thread(target=in_flight)
             worker.start()
             time.sleep(0.3)
-            server.send_signal(signal.SIGTERM)
+            server.process.send_signal(signal.SIGTERM)
             worker.join(timeout=30)
             assert answers and set(answers) == {200}
             with pytest.raises(ConnectionClosed) as closed:
                 socket.recv(timeout=15)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
         # uvicorn re-raises the signal once it has shut down cleanly
-        assert server.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert server.process.wait(timeout=20) in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in (tmp_path / "server.log").read_text()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        log.close()
