@@ -4,11 +4,13 @@ Each test gets servers of its own (tests/services.py): the shared ones are never
 While the database is down every request fails with ``SERVICE_UNAVAILABLE`` (a GraphQL
 error, or 503 for the export) and the process stays up; once it is back the same server
 answers again, without a restart. Without Redis, login limits fall back to each process
-and ``/readyz`` says the service is degraded rather than down.
+and ``/readyz`` says the service is degraded rather than down. A models directory that
+fails while a model is saved fails the training and leaves the active model as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import FAST_ARGON2, IN_CI
+from bookql.db.engine import create_async_db_engine
+from bookql.jobs.kinds import build_worker
+from bookql.ml.models import model_trainings
+from bookql.ml.store import ModelStore
+from bookql.ml.training import train_price_model
+from bookql.ml.trainings import queue_training
+from tests.conftest import FAST_ARGON2, IN_CI, ScratchDatabase
 from tests.live import bookql, live_server
 from tests.services import PrivatePostgres, missing_tools, private_postgres, private_redis
+from tests.test_ml import CATEGORIES, snapshot_frame
 
 PASSWORD = "fault tolerant password"
 BOOKS = "{ books(first: 3) { edges { node { title } } } }"
@@ -48,7 +58,7 @@ def _environment(tmp_path: Path, database_url: str, **extra: str) -> dict[str, s
 
 
 @pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, dict[str, str]]]:
+def private_cluster(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, dict[str, str]]]:
     """A private cluster, migrated and seeded, with a user ``ops``."""
     with private_postgres() as cluster:
         env = _environment(tmp_path, cluster.url)
@@ -85,9 +95,9 @@ def _eventually(check: Callable[[], bool], seconds: float = 20) -> None:
 
 
 def test_postgresql_restarted_while_serving(
-    postgres: tuple[PrivatePostgres, dict[str, str]], tmp_path: Path
+    private_cluster: tuple[PrivatePostgres, dict[str, str]], tmp_path: Path
 ) -> None:
-    cluster, env = postgres
+    cluster, env = private_cluster
     with live_server(env, tmp_path / "server.log") as url:
         assert len(_post(url, BOOKS)["data"]["books"]["edges"]) == 3
         token = _post(url, LOGIN, p=PASSWORD)["data"]["login"]["accessToken"]
@@ -116,9 +126,9 @@ def test_postgresql_restarted_while_serving(
 
 
 def test_redis_going_away_degrades_to_per_process_limits(
-    postgres: tuple[PrivatePostgres, dict[str, str]], tmp_path: Path
+    private_cluster: tuple[PrivatePostgres, dict[str, str]], tmp_path: Path
 ) -> None:
-    _cluster, env = postgres
+    _cluster, env = private_cluster
     with private_redis() as redis:
         env = {**env, "BOOKQL_REDIS_URL": redis.url}
         with live_server(env, tmp_path / "server.log") as url:
@@ -137,3 +147,49 @@ def test_redis_going_away_degrades_to_per_process_limits(
             _eventually(lambda: _redis_check(url) == "ok")
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("failure", ["disk full", "read-only"])
+async def test_a_failing_models_directory_keeps_the_active_model(
+    seeded_db: ScratchDatabase, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests run as root, so the failure is injected where the store writes: the training
+    fails after its attempts with the reason, and the model that was active stays so."""
+    settings = seeded_db.settings(
+        models_dir=seeded_db.data_dir / f"models-{failure.replace(' ', '-')}",
+        job_max_attempts=2,
+        job_retry_delay_seconds=0,
+    )
+    store = ModelStore(settings.effective_models_dir)
+    before = store.save(train_price_model(snapshot_frame(), CATEGORIES, seed=1)).version
+    store.activate(before)
+    error = (
+        OSError(errno.ENOSPC, "No space left on device")
+        if failure == "disk full"
+        else OSError(errno.EROFS, "Read-only file system")
+    )
+
+    def failing_save_model(self: Any, path: Any) -> None:
+        raise error
+
+    monkeypatch.setattr("xgboost.Booster.save_model", failing_save_model)
+    engine = create_async_db_engine(settings)
+    try:
+        queued = await queue_training(
+            engine, seed=2, activate=True, requested_by=None, max_attempts=2
+        )
+        await build_worker(settings, engine).run(once=True)
+        async with engine.connect() as conn:
+            training = (
+                await conn.execute(
+                    select(model_trainings).where(model_trainings.c.version == queued.version)
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    assert training.status == "FAILED"
+    assert error.strerror in (training.message or "")
+    assert store.active_version() == before
+    assert [model.version for model in store.versions()] == [before]
+    leftovers = [path.name for path in store.root.iterdir() if path.name.startswith(".tmp-")]
+    assert leftovers == []  # no half-written version behind
