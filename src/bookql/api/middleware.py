@@ -1,5 +1,5 @@
-"""Every request's id (echoed in ``X-Request-ID``, bound to each log line written while it
-runs), its access-log line and its HTTP metrics."""
+"""Around every request: its id (echoed in ``X-Request-ID``, bound to each log line written
+while it runs), its access-log line and HTTP metrics, and the limits on its size."""
 
 from __future__ import annotations
 
