@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.core.config import Settings
 from bookql.db.engine import async_write_transaction, create_async_db_engine
+from bookql.db.types import utcnow
 from bookql.jobs.handler import JobHandler
+from bookql.jobs.kinds import build_worker
+from bookql.jobs.models import jobs
 from bookql.jobs.queue import JobQueue, enqueue
 from bookql.jobs.worker import Worker
 from bookql.ml.store import ModelStore
@@ -262,3 +266,67 @@ def test_a_worker_refuses_a_database_behind_the_code(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "bookql: error: the database schema is behind: run `bookql db upgrade`"
     ]
+
+
+async def age(engine: AsyncEngine, job_ids: list[int], days: float, **values: Any) -> None:
+    """Pretend these jobs finished ``days`` ago."""
+    async with async_write_transaction(engine) as conn:
+        finished = utcnow() - timedelta(days=days)
+        await conn.execute(
+            update(jobs).where(jobs.c.id.in_(job_ids)).values(finished_at=finished, **values)
+        )
+
+
+async def test_finished_jobs_past_the_retention_are_pruned(
+    settings: Settings, engine: AsyncEngine, tables: Tables
+) -> None:
+    done = await queue(engine, "record", [{"n": n} for n in range(4)])
+    await worker(engine, settings, Recorder()).run(once=True)
+    [waiting] = await queue(engine, "record", [{"n": 9}])
+    await age(engine, done[:1], 31)
+    await age(engine, done[1:2], 31, status="FAILED", error="gave up")
+    await age(engine, done[2:3], 29)
+    await age(engine, [waiting], 400, status="RUNNING")  # unfinished: kept whatever its age
+    assert await JobQueue.for_settings(engine, settings).prune(timedelta(days=30)) == 2
+    assert [row.id for row in tables.jobs()] == [*done[2:], waiting]
+    assert await JobQueue.for_settings(engine, settings).prune(timedelta(days=30)) == 0
+
+
+async def test_a_worker_prunes_with_the_configured_retention(
+    settings: Settings, engine: AsyncEngine, tables: Tables
+) -> None:
+    done = await queue(engine, "record", [{"n": n} for n in range(2)])
+    await worker(engine, settings, Recorder()).run(once=True)
+    await age(engine, done[:1], 8)
+    keeping = settings.model_copy(update={"job_retention_days": 0})
+    await build_worker(keeping, engine).run(once=True)
+    assert [row.id for row in tables.jobs()] == done  # 0 keeps every job
+    weekly = settings.model_copy(update={"job_retention_days": 7})
+    await build_worker(weekly, engine).run(once=True)
+    assert [row.id for row in tables.jobs()] == done[1:]
+
+
+def test_jobs_prune_keeps_the_crawl_run_of_a_deleted_job(
+    empty_db: ScratchDatabase, settings: Settings, tables: Tables
+) -> None:
+    env = worker_env(empty_db)
+    queued = run_bookql(env, "jobs", "enqueue", "crawl")
+    assert queued.returncode == 0, queued.stderr
+    run_id, job_id = (int(word.strip("():")) for word in queued.stdout.split()[3:6:2])
+    assert tables.run(run_id).job_id == job_id
+
+    async def finish_and_age() -> None:
+        engine = create_async_db_engine(settings)
+        try:
+            await age(engine, [job_id], 3, status="SUCCEEDED")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(finish_and_age())
+    kept = run_bookql(env, "jobs", "prune")
+    assert kept.stdout.strip() == "deleted 0 finished job(s) older than 30 day(s)"
+    pruned = run_bookql(env, "jobs", "prune", "--older-than-days", "2")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.strip() == "deleted 1 finished job(s) older than 2 day(s)"
+    assert tables.jobs() == []
+    assert tables.run(run_id).job_id is None

@@ -17,7 +17,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from bookql.core.logs import REDACTED, configure_logging, scrub
+from bookql.core.logs import REDACTED, configure_logging, redact_secrets, scrub
 from bookql.ml.store import ModelStore
 from bookql.ml.training import train_price_model
 from tests.conftest import ScratchDatabase, app_client
@@ -180,3 +180,25 @@ def test_scrub_removes_what_looks_like_a_secret() -> None:
     )
     assert scrub("password=abc&next=1") == f"password={REDACTED}&next=1"
     assert scrub("an ordinary line about 12 books") == "an ordinary line about 12 books"
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("password", True),
+        ("new_password", True),
+        ("accessToken", True),
+        ("refresh_token", True),
+        ("jwtSecret", True),
+        ("API_KEY", True),
+        ("set-cookie", True),
+        ("Authorization", True),
+        ("passed", False),
+        ("tokenizer", False),
+        ("bypass", False),
+        ("username", False),
+    ],
+)
+def test_fields_are_redacted_by_the_words_of_their_name(key: str, secret: bool) -> None:
+    event = redact_secrets(None, "info", {key: "value"})
+    assert (event[key] == REDACTED) is secret

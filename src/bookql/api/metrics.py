@@ -185,11 +185,10 @@ class MetricsEndpoint:
         await Response(body, media_type=CONTENT_TYPE_LATEST)(scope, receive, send)
 
     def _render(self) -> bytes:
+        registry = CollectorRegistry()
         if multiprocess_dir():
-            registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:
-            registry = CollectorRegistry()
             registry.register(_Everything())
         for collector in self._collectors:
             registry.register(collector)

@@ -8,10 +8,10 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -186,9 +186,47 @@ def jobs_list(
     typer.echo("\n".join(lines) if lines else "no jobs yet")
 
 
+@jobs_app.command("prune")
+def jobs_prune(
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(min=0, help="Default: BOOKQL_JOB_RETENTION_DAYS."),
+    ] = None,
+) -> None:
+    """Delete finished jobs (succeeded or failed) older than the retention, now."""
+    from datetime import timedelta
+
+    from bookql.db.engine import create_async_db_engine
+    from bookql.jobs.queue import JobQueue
+
+    settings = get_settings()
+    check_connection(create_sync_engine(settings))
+    days = settings.job_retention_days if older_than_days is None else older_than_days
+
+    async def run() -> str:
+        engine = create_async_db_engine(settings)
+        try:
+            pruned = await JobQueue.for_settings(engine, settings).prune(timedelta(days=days))
+        finally:
+            await engine.dispose()
+        return f"deleted {pruned} finished job(s) older than {days:g} day(s)"
+
+    _echo_outcome(run)
+
+
+def _echo_outcome(run: Callable[[], Coroutine[Any, Any, str]]) -> None:
+    """Print what ``run`` reports; an expected refusal is printed to stderr and exits 1."""
+    from bookql.api.errors import BookQLError
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except BookQLError as exc:
+        typer.echo(f"bookql: error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 def _queue(work: Callable[[Settings, AsyncEngine], Awaitable[str]]) -> None:
     """Run one queuing call; an expected refusal (one at a time, bad URL) exits with 1."""
-    from bookql.api.errors import BookQLError
     from bookql.db.engine import create_async_db_engine
 
     settings = get_settings()
@@ -201,11 +239,7 @@ def _queue(work: Callable[[Settings, AsyncEngine], Awaitable[str]]) -> None:
         finally:
             await engine.dispose()
 
-    try:
-        typer.echo(asyncio.run(run()))
-    except BookQLError as exc:
-        typer.echo(f"bookql: error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from None
+    _echo_outcome(run)
 
 
 @enqueue_app.command("crawl")
@@ -311,7 +345,6 @@ def users_create(
     """Create a user; the password is read from a prompt or stdin, never from arguments."""
     from bookql.accounts.models import Role
     from bookql.accounts.setup import build_accounts
-    from bookql.api.errors import BookQLError
     from bookql.db.blocking import BlockingDatabase
     from bookql.db.engine import create_async_db_engine
 
@@ -331,11 +364,7 @@ def users_create(
             blocking.close()
             await engine.dispose()
 
-    try:
-        typer.echo(asyncio.run(run()))
-    except BookQLError as exc:
-        typer.echo(f"bookql: error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from None
+    _echo_outcome(run)
 
 
 @app.command()

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     job_shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, description="a stopping worker's wait before it releases its jobs"
     )
+    job_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="workers delete finished jobs older than this (hourly); 0 keeps them all",
+    )
 
     @field_validator("crawl_allowed_hosts", mode="before")
     @classmethod

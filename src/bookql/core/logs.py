@@ -9,6 +9,7 @@ carries one.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import logging.config
 import re
@@ -21,7 +22,9 @@ from structlog.types import EventDict, Processor
 
 LogFormat = Literal["json", "console"]
 REDACTED = "[redacted]"
-_SENSITIVE_KEY = re.compile(r"pass(word)?|secret|token|authorization|cookie|api_?key", re.I)
+_SENSITIVE_WORDS = {"pass", "password", "passwd", "passphrase", "secret", "token", "apikey"}
+_SENSITIVE_WORDS |= {"authorization", "cookie"} | {f"{word}s" for word in _SENSITIVE_WORDS}
+_KEY_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _SENSITIVE_TEXT = [
     (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), rf"\1{REDACTED}"),
     (re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+"), REDACTED),  # a JWT anywhere
@@ -37,9 +40,17 @@ def scrub(text: str) -> str:
     return text
 
 
+def sensitive_key(key: str) -> bool:
+    """Whether a field's name says it holds a secret: ``password``, ``access_token``,
+    ``jwtSecret``, ``api-key``; not ``passed`` or ``tokenizer``."""
+    words = [word.lower() for word in _KEY_WORD.findall(key)]
+    pairs = {first + second for first, second in itertools.pairwise(words)}
+    return not _SENSITIVE_WORDS.isdisjoint(words) or "apikey" in pairs
+
+
 def redact_secrets(_logger: Any, _method: str, event: EventDict) -> EventDict:
     for key, value in list(event.items()):
-        if _SENSITIVE_KEY.search(key):
+        if sensitive_key(key):
             event[key] = REDACTED
         elif isinstance(value, str):
             event[key] = scrub(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,4 +42,11 @@ def build_worker(
         concurrency=concurrency or settings.job_concurrency,
         poll_seconds=settings.job_poll_seconds,
         grace_seconds=settings.job_shutdown_grace_seconds,
+        retention=retention(settings),
     )
+
+
+def retention(settings: Settings) -> timedelta | None:
+    """How long finished jobs are kept; None keeps them all."""
+    days = settings.job_retention_days
+    return timedelta(days=days) if days else None

@@ -1,4 +1,5 @@
-"""The queue's operations: enqueue, claim, renew, finish, release, and recover lapsed claims.
+"""The queue's operations: enqueue, claim, renew, finish, release, recover lapsed claims, and
+prune finished jobs.
 
 Claiming is one conditional ``UPDATE`` of the oldest due job. On PostgreSQL its candidate is
 chosen with ``FOR UPDATE SKIP LOCKED``, so concurrent workers each take a different job
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Row, and_, func, select, update
+from sqlalchemy import ColumnElement, Engine, Row, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.core.config import Settings
@@ -195,6 +196,24 @@ class JobQueue:
             if handler is not None:
                 await handler.requeued(conn, row.payload, message)
         return True
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Delete jobs that finished (succeeded or failed) over ``older_than`` ago.
+
+        Their crawl runs and trainings keep their own record; a run's ``job_id`` becomes null.
+        """
+
+        def expired(now: datetime) -> ColumnElement[bool]:
+            return and_(
+                jobs.c.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
+                jobs.c.finished_at < now - older_than,
+            )
+
+        if not await self._any(expired):
+            return 0
+        async with async_write_transaction(self.engine) as conn:
+            result = await conn.execute(delete(jobs).where(expired(await database_now(conn))))
+            return int(result.rowcount)
 
     async def recover_expired(self, handlers: Mapping[str, JobHandler]) -> int:
         """Jobs whose worker stopped renewing its lease: queued again, or failed for good."""

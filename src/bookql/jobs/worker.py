@@ -3,7 +3,8 @@
 Each of ``concurrency`` slots claims and runs one job at a time. While a job runs, its
 heartbeat renews the lease (and writes the progress the job reported); a heartbeat that finds
 the job no longer ours (the lease lapsed and the queue moved on) cancels the job and records
-nothing. Beside the slots, a sweep puts back the jobs of workers that vanished. Stopping
+nothing. Beside the slots, a sweep puts back the jobs of workers that vanished and, hourly,
+deletes the finished jobs older than the retention. Stopping
 claims nothing more, lets running jobs finish for a grace period, then cancels them and gives
 them back to the queue without counting the attempt.
 """
@@ -19,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +30,7 @@ from bookql.jobs.queue import JobQueue
 log = logging.getLogger("bookql.jobs")
 PROGRESS_WRITE_SECONDS = 1.0  # progress reaches the table at most this often
 SWEEP_SECONDS_MAX = 15.0
+PRUNE_SECONDS = 3600.0  # finished jobs are pruned at most this often per worker
 DATABASE_ERRORS = (SQLAlchemyError, OSError)  # down, unreachable, or out of connections
 
 
@@ -55,6 +58,7 @@ class Worker:
         concurrency: int = 1,
         poll_seconds: float = 1.0,
         grace_seconds: float = 30.0,
+        retention: timedelta | None = None,
         name: str | None = None,
     ) -> None:
         self.queue = queue
@@ -62,6 +66,8 @@ class Worker:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
+        self.retention = retention
+        self._pruned_at: float | None = None
         self.name = name or worker_name()
         self._stopping = asyncio.Event()
         self._release_now = asyncio.Event()
@@ -201,6 +207,21 @@ class Worker:
             return
         if recovered:
             log.warning("job worker %s: took back %d job(s) of lost workers", self.name, recovered)
+        await self._prune_now_and_then()
+
+    async def _prune_now_and_then(self) -> None:
+        if self.retention is None:
+            return
+        if self._pruned_at is not None and time.monotonic() - self._pruned_at < PRUNE_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        try:
+            pruned = await self.queue.prune(self.retention)
+        except DATABASE_ERRORS as exc:
+            log.warning("job worker %s: could not prune finished jobs: %s", self.name, exc)
+            return
+        if pruned:
+            log.info("job worker %s: deleted %d finished job(s)", self.name, pruned)
 
     async def _sweep_periodically(self) -> None:
         every = min(max(self.poll_seconds, self.queue.lease.total_seconds() / 4), SWEEP_SECONDS_MAX)
