@@ -65,3 +65,25 @@ async def test_a_relevance_cursor_belongs_to_its_search(gql: GraphQLClient) -> N
     assert "errors" not in await gql.execute(query, {"q": "Mystery!", "after": cursor})
     other = await gql.execute(query, {"q": "history", "after": cursor})
     assert error_codes(other) == ["BAD_USER_INPUT"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "{ books(search: \\"a\\ud800\\") { totalCount } }"}',  # in the document
+        '{"query": "{ books { totalCount } } # \\udfff"}',  # in a comment
+        '{"query": "query Q { books { totalCount } }", "operationName": "Q\\ud800"}',
+        '{"query": "query($q: String) { books(search: $q) { totalCount } }", '
+        '"variables": {"q": "a\\ud800"}}',
+    ],
+)
+async def test_a_lone_surrogate_anywhere_in_the_json_is_refused(
+    gql: GraphQLClient, body: str
+) -> None:
+    """JSON may spell half a UTF-16 pair; no text can hold it, nor any answer echo it."""
+    response = await gql.http.post(
+        "/graphql", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["BAD_USER_INPUT"]
+    assert "surrogate" in response.json()["errors"][0]["message"]

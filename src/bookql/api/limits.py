@@ -1,4 +1,5 @@
-"""Protection from abusive queries: size, tokens, depth, aliases, cost and time (and NUL).
+"""Protection from abusive queries: size, tokens, depth, aliases, cost and time (and text no
+column can store).
 
 Depth and aliases are validation rules (they need no variables). Cost needs the variables,
 so it is checked when execution starts: every object a query may return counts once for
@@ -8,6 +9,7 @@ costs a million, not three hundred. Introspection fields are free: GraphiQL need
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,25 +37,30 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from bookql.api.errors import ErrorCode
-from bookql.api.relay import DEFAULT_PAGE_SIZE
+from bookql.api.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 LIST_ESTIMATE = 50  # a plain list (categories, stats rows) is assumed this long
 
 
-def has_nul(value: Any) -> bool:
+# NUL (PostgreSQL's text cannot hold it) and lone surrogates (JSON can spell "\ud800", but no
+# encoding can store it): a driver would refuse either, so they are refused up front.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def has_unstorable_text(value: Any) -> bool:
+    """Whether any text in ``value`` holds a character no column can store."""
     if isinstance(value, str):
-        return "\x00" in value
+        return _UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
-        return any(has_nul(item) for item in value.values())
+        return any(has_unstorable_text(item) for item in value.values())
     if isinstance(value, list):
-        return any(has_nul(item) for item in value)
+        return any(has_unstorable_text(item) for item in value)
     return False
 
 
 def _nul_refused() -> GraphQLError:
-    """No stored text holds NUL (PostgreSQL cannot), and a driver would refuse it."""
     return GraphQLError(
-        "text must not contain NUL characters",
+        "text must not contain NUL characters or lone surrogates",
         extensions={"code": ErrorCode.BAD_USER_INPUT.value},
     )
 
@@ -152,7 +159,7 @@ def shape_rule(limits: Limits) -> type[ValidationRule]:
                 )
 
         def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-            if "\x00" in node.value:
+            if has_unstorable_text(node.value):
                 self.report_error(_nul_refused())
 
     return OperationShape
@@ -185,8 +192,8 @@ class _Cost:
         if "first" in field_def.args or "last" in field_def.args:
             sizes = [self._argument(field, name, field_def) for name in ("first", "last")]
             given = [s for s in sizes if isinstance(s, int) and not isinstance(s, bool)]
-            if given:
-                return max(1, max(given))
+            if given:  # a page never holds more; a bigger size is the resolver's to refuse
+                return max(1, min(max(given), MAX_PAGE_SIZE))
             if named.name.endswith("Connection"):
                 return DEFAULT_PAGE_SIZE
         if is_list_type(get_nullable_type(field_def.type)):
@@ -243,7 +250,7 @@ class QueryLimits(SchemaExtension):
                 f"the query is longer than {self.limits.max_bytes} bytes",
                 limit=self.limits.max_bytes,
             )
-        if has_nul(context.variables):
+        if has_unstorable_text(context.variables):
             raise _nul_refused()
         context.parse_options["max_tokens"] = self.limits.max_tokens
         context.validation_rules = (*context.validation_rules, self.shape)

@@ -278,6 +278,17 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         return response
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses a lone surrogate ("\ud800"), which json.loads lets through: no column
+        # can store one and no JSON encoder can echo it back in an error message.
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"the JSON could not be read: {exc}") from None
+
     def encode_json(self, data: object) -> str:
         # Text, not bytes: graphql-transport-ws clients expect text frames.
         return orjson.dumps(data).decode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
@@ -77,7 +77,8 @@ def _decode(column: ColumnElement[Any], raw: Any) -> Any:
 
     Only what a row of the column could hold passes, so a forged cursor is refused rather
     than failing in the database (sort columns are never null, PostgreSQL's integers are
-    32-bit unless declared big, its text holds no NUL, and timestamps are time-zoned).
+    32-bit unless declared big, its text holds no NUL, and timestamps are time-zoned and
+    still times once in UTC).
     """
     if raw is None or isinstance(raw, bool):
         return _INVALID
@@ -95,7 +96,13 @@ def _decode(column: ColumnElement[Any], raw: Any) -> Any:
             value = datetime.fromisoformat(raw)
         except ValueError:
             return _INVALID
-        return value if value.tzinfo is not None else _INVALID
+        if value.tzinfo is None:
+            return _INVALID
+        try:
+            value.astimezone(UTC)  # bound in UTC: year 1 east of Greenwich leaves the range
+        except OverflowError:
+            return _INVALID
+        return value
     if python_type is int:
         bits = 63 if isinstance(column_type, BigInteger) else 31
         return raw if isinstance(raw, int) and -(2**bits) <= raw < 2**bits else _INVALID

@@ -8,6 +8,7 @@ one function is what keeps training and serving from drifting apart.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -15,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.catalog.models import books, categories, descriptions
 
@@ -71,6 +72,9 @@ def _row_features(book: BookInputs, categories: Collection[str]) -> tuple[Any, .
     title = book.title if isinstance(book.title, str) else ""
     text = book.description if isinstance(book.description, str) else ""
     series = _SERIES.search(title)
+    number = float(series.group(1)) if series else 0.0
+    if not math.isfinite(number):  # "#99…9)" past a float's range: no number, so no series
+        series, number = None, 0.0
     return (
         book.category if book.category in categories else None,
         int(book.rating),
@@ -79,7 +83,7 @@ def _row_features(book: BookInputs, categories: Collection[str]) -> tuple[Any, .
         _words(title),
         int(":" in title),
         int(series is not None),
-        float(series.group(1)) if series else 0.0,
+        number,
         int(bool(text)),
         len(text),
         _words(text),
@@ -159,3 +163,9 @@ async def load_books_frame(conn: AsyncConnection) -> pd.DataFrame:
 async def load_categories(conn: AsyncConnection) -> list[str]:
     result = await conn.execute(select(categories.c.name).order_by(categories.c.name))
     return [name for (name,) in result]
+
+
+async def load_training_set(engine: AsyncEngine) -> tuple[pd.DataFrame, list[str]]:
+    """What a training reads: every listed book, and every category name."""
+    async with engine.connect() as conn:
+        return await load_books_frame(conn), await load_categories(conn)

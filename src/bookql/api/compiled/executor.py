@@ -23,7 +23,7 @@ from bookql.accounts.auth import RequestAuth
 from bookql.api.compiled.plan import Fallback, RootField, Run
 from bookql.api.compiled.planner import OperationPlan, Planner
 from bookql.api.errors import BookQLError, ErrorCode, dependency_error
-from bookql.api.limits import has_nul
+from bookql.api.limits import has_unstorable_text
 from bookql.api.metrics import record_operation
 from bookql.db.blocking import BlockingDatabase
 
@@ -110,7 +110,7 @@ class CompiledQueries:
     ) -> tuple[str | None, OperationPlan, VariableValues] | None:
         """The operation's name, its plan and its variables, if a plan may answer."""
         document = self.planner.document(query, operation_name)
-        if document is None or (variables and has_nul(variables)):
+        if document is None or (variables and has_unstorable_text(variables)):
             return None
         coerced = get_variable_values(self.planner.schema, document.variable_definitions, variables)
         if isinstance(coerced, list):
