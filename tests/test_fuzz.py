@@ -56,7 +56,7 @@ from hypothesis import strategies as st
 from bookql.api.errors import ErrorCode
 from bookql.api.schema import build_schema
 from bookql.db.engine import create_async_db_engine
-from bookql.ml.features import load_books_frame, load_categories
+from bookql.ml.features import load_training_set
 from bookql.ml.store import ModelStore
 from bookql.ml.training import train_price_model
 from tests.admin_session import AdminClient, admin_session, seed
@@ -173,8 +173,7 @@ def train_model(database: ScratchDatabase) -> None:
     async def load() -> tuple[pd.DataFrame, list[str]]:
         engine = create_async_db_engine(database.settings())
         try:
-            async with engine.connect() as conn:
-                return await load_books_frame(conn), await load_categories(conn)
+            return await load_training_set(engine)
         finally:
             await engine.dispose()
 

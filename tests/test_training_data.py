@@ -35,7 +35,7 @@ from bookql.api.errors import ServiceUnavailable
 from bookql.catalog.models import books, categories, descriptions
 from bookql.db.engine import create_async_db_engine, create_sync_engine, write_transaction
 from bookql.db.types import utcnow
-from bookql.ml.features import book_features, load_books_frame, load_categories
+from bookql.ml.features import book_features, load_training_set
 from bookql.ml.models import book_features as stored_features
 from bookql.ml.models import book_features_pending
 from bookql.ml.training_data import (
@@ -59,9 +59,7 @@ async def expected_rows(database: ScratchDatabase) -> list[list[Any]]:
     """The feature function's output and the price for every listed book, site order."""
     engine = create_async_db_engine(database.settings())
     try:
-        async with engine.connect() as conn:
-            frame = await load_books_frame(conn)
-            names = await load_categories(conn)
+        frame, names = await load_training_set(engine)
     finally:
         await engine.dispose()
     features = book_features(frame, names)

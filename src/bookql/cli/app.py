@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
@@ -22,6 +22,9 @@ from bookql.core.errors import StartupError
 from bookql.core.logs import configure_logging, logging_config
 from bookql.db.engine import check_connection, create_sync_engine, database_url
 from bookql.db.urls import redact
+
+if TYPE_CHECKING:  # pandas loads only when a command needs it: `bookql --help` stays quick
+    import pandas as pd
 
 app = typer.Typer(
     name="bookql",
@@ -376,18 +379,17 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bookql.db.engine import create_async_db_engine
-    from bookql.ml.features import load_books_frame, load_categories
+    from bookql.ml.features import load_training_set
     from bookql.ml.store import ModelStore
     from bookql.ml.training import train_price_model
 
     settings = get_settings()
     check_connection(create_sync_engine(settings))
 
-    async def load() -> tuple[object, list[str]]:
+    async def load() -> tuple[pd.DataFrame, list[str]]:
         engine = create_async_db_engine(settings)
         try:
-            async with engine.connect() as conn:
-                return await load_books_frame(conn), await load_categories(conn)
+            return await load_training_set(engine)
         finally:
             await engine.dispose()
 
@@ -401,7 +403,7 @@ def train(
             progress.update(task, description=what, completed=done)
 
         try:
-            trained = train_price_model(frame, categories, seed=seed, progress=report)  # type: ignore[arg-type]
+            trained = train_price_model(frame, categories, seed=seed, progress=report)
         except ValueError as exc:
             typer.echo(f"bookql: error: {exc}", err=True)
             raise typer.Exit(code=1) from None

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bookql.core.config import Settings
 from bookql.db.engine import async_write_transaction
 from bookql.jobs.handler import ClaimedJob, PermanentJobError, Progress
-from bookql.ml.features import load_books_frame, load_categories
+from bookql.ml.features import load_training_set
 from bookql.ml.models import ModelStatus
 from bookql.ml.store import ModelStore, UnknownVersion
 from bookql.ml.training import train_price_model
@@ -48,9 +48,7 @@ class TrainingJob:
             return  # settled already (an earlier attempt finished before its worker said so)
         if not await asyncio.to_thread(self._stored, version):
             progress.report("loading the catalogue", 0.0)
-            async with self.engine.connect() as conn:
-                frame = await load_books_frame(conn)
-                names = await load_categories(conn)
+            frame, names = await load_training_set(self.engine)
             seed = int(job.payload["seed"])
             try:
                 trained = await asyncio.to_thread(
