@@ -58,7 +58,7 @@ def has_unstorable_text(value: Any) -> bool:
     return False
 
 
-def _nul_refused() -> GraphQLError:
+def _unstorable_refused() -> GraphQLError:
     return GraphQLError(
         "text must not contain NUL characters or lone surrogates",
         extensions={"code": ErrorCode.BAD_USER_INPUT.value},
@@ -160,7 +160,7 @@ def shape_rule(limits: Limits) -> type[ValidationRule]:
 
         def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
             if has_unstorable_text(node.value):
-                self.report_error(_nul_refused())
+                self.report_error(_unstorable_refused())
 
     return OperationShape
 
@@ -251,7 +251,7 @@ class QueryLimits(SchemaExtension):
                 limit=self.limits.max_bytes,
             )
         if has_unstorable_text(context.variables):
-            raise _nul_refused()
+            raise _unstorable_refused()
         context.parse_options["max_tokens"] = self.limits.max_tokens
         context.validation_rules = (*context.validation_rules, self.shape)
         yield
