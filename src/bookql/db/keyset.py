@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import BigInteger, ColumnElement, FromClause, Row, Select, and_, func, or_, select
@@ -113,11 +113,23 @@ def _decode(column: ColumnElement[Any], raw: Any) -> Any:
     return raw
 
 
+RowT = TypeVar("RowT")
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     rows: list[Row[Any]]
     cursor_payloads: list[str]
     has_more: bool
+
+
+def trim_page(rows: Sequence[RowT], size: int, *, forward: bool) -> tuple[list[RowT], bool]:
+    """A page's rows from a read of ``size + 1``, in the ordering's direction, and whether
+    more follow (the extra row says so)."""
+    page = list(rows[:size])
+    if not forward:
+        page.reverse()
+    return page, len(rows) > size
 
 
 def page_statement(
@@ -164,11 +176,7 @@ async def fetch_page(
         after_values=after_values,
         source=source,
     )
-    rows = cast("list[Row[Any]]", list(await conn.execute(statement)))
-    has_more = len(rows) > size
-    rows = rows[:size]
-    if not forward:
-        rows.reverse()
+    rows, has_more = trim_page(list(await conn.execute(statement)), size, forward=forward)
     width = len(columns)
     payloads = [ordering.cursor_payload(tuple(row)[width:]) for row in rows]
     return Page(rows=rows, cursor_payloads=payloads, has_more=has_more)
@@ -209,11 +217,8 @@ async def fetch_pages_by_group(
         found[row.page_group].append(row)
     width, sorts = len(columns), len(sort_values)
     pages: dict[Any, Page] = {}
-    for key, rows in found.items():
-        has_more = len(rows) > size
-        rows = rows[:size]
-        if not forward:
-            rows.reverse()
+    for key, read in found.items():
+        rows, has_more = trim_page(read, size, forward=forward)
         payloads = [
             ordering.cursor_payload(tuple(row)[width + 1 : width + 1 + sorts]) for row in rows
         ]

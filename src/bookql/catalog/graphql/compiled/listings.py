@@ -21,7 +21,14 @@ from bookql.catalog.graphql.listing import listing_of
 from bookql.catalog.graphql.loaders import counts_by_category
 from bookql.catalog.listing import BookListing, ListingPlan
 from bookql.catalog.models import books, categories, descriptions
-from bookql.db.keyset import Ordering, Page, fetch_page, fetch_pages_by_group, page_statement
+from bookql.db.keyset import (
+    Ordering,
+    Page,
+    fetch_page,
+    fetch_pages_by_group,
+    page_statement,
+    trim_page,
+)
 
 
 class PageData:
@@ -142,11 +149,9 @@ class BooksPages:
 
     def page(self, run: Run, listing: BookListing, page: PageRequest) -> PageData:
         plan, statement = self._statement(run.dialect, listing, page)
-        rows = list(run.conn.execute(statement).all())
-        has_more = len(rows) > page.size
-        rows = rows[: page.size]
-        if not page.forward:
-            rows.reverse()
+        rows, has_more = trim_page(
+            run.conn.execute(statement).all(), page.size, forward=page.forward
+        )
         width, ordering = len(self.columns.columns), plan.ordering
 
         def payload(index: int) -> str:
