@@ -4,9 +4,9 @@ Each of ``concurrency`` slots claims and runs one job at a time. While a job run
 heartbeat renews the lease (and writes the progress the job reported); a heartbeat that finds
 the job no longer ours (the lease lapsed and the queue moved on) cancels the job and records
 nothing. Beside the slots, a sweep puts back the jobs of workers that vanished and, hourly,
-deletes the finished jobs older than the retention. Stopping
-claims nothing more, lets running jobs finish for a grace period, then cancels them and gives
-them back to the queue without counting the attempt.
+deletes the finished jobs older than the retention. Stopping claims nothing more, lets running
+jobs finish for a grace period, then cancels them and gives them back to the queue without
+counting the attempt.
 """
 
 from __future__ import annotations
