@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from bookql.accounts.setup import build_accounts
+from bookql.api.cors import CrossOrigin
 from bookql.api.export import TrainingDataExport
 from bookql.api.graphiql import STATIC_DIR, STATIC_URL
 from bookql.api.health import healthz, readyz
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount(STATIC_URL, app=StaticFiles(directory=STATIC_DIR, check_dir=False)),
         ],
         middleware=[
+            # Outermost: every answer below, refusals included, carries the CORS headers.
+            Middleware(CrossOrigin, settings=settings),
             Middleware(RequestIdMiddleware),
             Middleware(RequestLog, routes=ROUTES, log_requests=settings.access_log),
             Middleware(

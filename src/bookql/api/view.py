@@ -38,6 +38,7 @@ from bookql.accounts.auth import RequestAuth
 from bookql.accounts.service import Accounts
 from bookql.api.compiled import CompiledQueries, compiled_queries
 from bookql.api.context import Context
+from bookql.api.cors import OriginPolicy
 from bookql.api.errors import BookQLError, ErrorCode, error_code
 from bookql.api.graphiql import graphiql_page
 from bookql.api.middleware import request_id_of
@@ -153,6 +154,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.accounts = accounts
         self.crawls = crawls
         self.ml = ml
+        self.origins = OriginPolicy.of(settings)
         self.compiled: CompiledQueries | None = None
         if settings.compiled_queries:
             self.compiled = compiled_queries(schema, settings, accounts.blocking)
@@ -238,6 +240,10 @@ class GraphQLApp(GraphQL[Context, None]):
         except BookQLError:
             raise ConnectionRejectionError({"message": "invalid credentials"}) from None
         return UnsetType()  # acknowledge without a payload
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        """A page on another origin may open a socket where CORS lets it call over HTTP."""
+        return self.origins.allows(origin)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_page())

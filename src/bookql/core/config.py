@@ -6,9 +6,11 @@ The data directory anchors every default path, so that ``scrapy crawl books`` ru
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -30,6 +32,34 @@ def checkout_root() -> Path | None:
 
 def default_data_dir() -> Path:
     return checkout_root() or Path(platformdirs.user_data_dir("bookql", appauthor=False))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
+
+
+def browser_origin(text: str) -> str:
+    """``text`` as browsers write an ``Origin`` (lower case, no default port), so that an
+    exact comparison works; ``ValueError`` unless it is ``http(s)://host[:port]``.
+
+    ``*`` is refused: tokens need no cookies, but the list also guards WebSocket upgrades,
+    and the contract promises exact origins."""
+    if text == "*":
+        raise ValueError("`*` is not accepted: list each origin as scheme://host[:port]")
+    expected = f"{text!r} is not an origin: expected http(s)://host[:port]"
+    parts = urlsplit(text.strip())
+    netloc = parts.netloc.lower()
+    host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{expected} (bad port)") from None
+    if parts.scheme.lower() not in _DEFAULT_PORTS or "@" in netloc or not _HOST.fullmatch(host):
+        raise ValueError(expected)
+    if parts.path or parts.query or parts.fragment or text.strip().endswith(("?", "#")):
+        raise ValueError(f"{expected} (no path, not even /)")
+    scheme = parts.scheme.lower()
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, _DEFAULT_PORTS[scheme]) else "")
 
 
 class Settings(BaseSettings):
@@ -140,6 +170,31 @@ class Settings(BaseSettings):
         ge=0,
         description="workers delete finished jobs older than this (hourly); 0 keeps them all",
     )
+    # CORS: which browser apps on other origins may call the API (bookql.api.cors).
+    cors_origins: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description="origins (scheme://host[:port], comma-separated, exact) whose pages may "
+        "call the API; default: any port of localhost and 127.0.0.1 in development, none in "
+        "production; empty: none",
+    )
+    cors_max_age_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="how long a browser may cache a preflight's answer (Chromium caps it at 2 h)",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="after")
+    @classmethod
+    def _exact_origins(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(dict.fromkeys(map(browser_origin, value)))
 
     @field_validator("crawl_allowed_hosts", mode="before")
     @classmethod
