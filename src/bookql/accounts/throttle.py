@@ -42,7 +42,10 @@ log = logging.getLogger("bookql.accounts.throttle")
 HOLD_SECONDS = 30.0
 # How long an attempt waits for others in flight to finish before giving up.
 WAIT_SECONDS = 10.0
-POLL_SECONDS = 0.05
+# Its first look again comes soon (a password check takes tens of milliseconds), later ones
+# less often, so that a flood of parallel attempts does not become a flood of look-ups.
+FIRST_POLL_SECONDS = 0.02
+LAST_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +333,7 @@ class LoginThrottle:
         user_key = f"user:{username}"
         attempt_id = uuid.uuid4().hex
         deadline = time.monotonic() + WAIT_SECONDS
+        pause = FIRST_POLL_SECONDS
         while True:
             verdict = await self._store.begin(attempt_id, limits, user_key, s.window_seconds)
             if isinstance(verdict, Admitted):
@@ -344,7 +348,8 @@ class LoginThrottle:
                     "address are still being checked: try again in 1 s",
                     retry_after=1,
                 )
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LAST_POLL_SECONDS)
         attempt = Attempt()
         try:
             if verdict.user_failures >= s.slowdown_per_user:
