@@ -41,9 +41,8 @@ PASSWORD = "load bench password"
 # the floor the settings accept (OWASP's minimum for argon2id): logins stay a real cost
 ARGON2 = {"ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": "19456", "ARGON2_PARALLELISM": "1"}
 MAX_DRIFT = 0.10
-# Distinct users log in: a login in flight counts against its user's limit until it
-# succeeds (so parallel guesses cannot outrun it), and one user logging in from 32
-# connections at once would be refused, rightly.
+# Ten users sign in from 32 addresses, several at once: correct logins in flight must
+# never be refused (only failures count against the login limits).
 USERS = 10
 
 

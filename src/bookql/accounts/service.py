@@ -25,7 +25,6 @@ from bookql.api.errors import (
     Conflict,
     Forbidden,
     NotFound,
-    RateLimited,
     Unauthenticated,
 )
 from bookql.db.blocking import BlockingDatabase
@@ -123,6 +122,8 @@ class Accounts:
 
     async def set_role(self, user_id: int, role: Role) -> Row[Any]:
         async with async_write_transaction(self.engine) as conn:
+            if role is not Role.ADMIN:
+                await _lock_admins(conn)
             row = await _update(conn, user_id, role=role.value)
             await _keep_an_admin(conn)
         return row
@@ -131,12 +132,14 @@ class Accounts:
         """Deactivation ends every session at once: tokens check the user on every use."""
         async with async_write_transaction(self.engine) as conn:
             if active:
-                return await _update(conn, user_id, is_active=True)
-            row = await _update(
-                conn, user_id, is_active=False, token_version=users.c.token_version + 1
-            )
-            await _revoke_user_tokens(conn, user_id, "deactivated")
-            await _keep_an_admin(conn)
+                row = await _update(conn, user_id, is_active=True)
+            else:
+                await _lock_admins(conn)
+                row = await _update(
+                    conn, user_id, is_active=False, token_version=users.c.token_version + 1
+                )
+                await _revoke_user_tokens(conn, user_id, "deactivated")
+                await _keep_an_admin(conn)
         return row
 
     # -- sessions ------------------------------------------------------------------------
@@ -145,84 +148,124 @@ class Accounts:
         if not self.registration_open:
             raise Forbidden("registration is closed: ask an administrator for an account")
         user = await self.create_user(username, password, email=email)
-        return await self._start_session(user)
+        async with async_write_transaction(self.engine) as conn:
+            session = self._issue_session(user, now=utcnow())
+            await _store_session(conn, session)
+        return session
 
     async def login(self, username: str, password: str, address: str | None) -> Session:
         name = normalise_username(username)
-        retry_after = await self.throttle.acquire(name, address)
-        if retry_after is not None:
-            raise RateLimited(
-                f"too many failed logins: try again in {retry_after} s", retry_after=retry_after
-            )
+        async with self.throttle.attempt(name, address) as attempt:
+            try:
+                session = await self._sign_in(name, password)
+            except Unauthenticated:
+                attempt.failed()
+                raise
+            attempt.succeeded()
+        return session
+
+    async def _sign_in(self, name: str, password: str) -> Session:
+        """argon2 first, with no lock held; then the row locked, the hash that was checked
+        still the account's, last login (and a rehash) and the new session in one write."""
         async with self.engine.connect() as conn:
             found = await conn.execute(select(users).where(users.c.username == name))
-            user = found.one_or_none()
-        if user is None:
+            seen = found.one_or_none()
+        if seen is None:
             await self.passwords.verify_unknown_user(password)
             raise Unauthenticated(LOGIN_FAILED)
-        if not await self.passwords.verify(user.password_hash, password) or not user.is_active:
+        if not await self.passwords.verify(seen.password_hash, password):
             raise Unauthenticated(LOGIN_FAILED)
-        await self.throttle.succeeded(name, address)
-        now = utcnow()
-        values: dict[str, Any] = {"last_login_at": now}
-        if self.passwords.needs_rehash(user.password_hash):
-            values["password_hash"] = await self.passwords.hash(password)
+        rehashed = None
+        if self.passwords.needs_rehash(seen.password_hash):
+            rehashed = await self.passwords.hash(password)
         async with async_write_transaction(self.engine) as conn:
+            user = await _locked_user(conn, seen.id)
+            if user is None or user.password_hash != seen.password_hash or not user.is_active:
+                raise Unauthenticated(LOGIN_FAILED)
+            now = utcnow()
+            values: dict[str, Any] = {"last_login_at": now}
+            if rehashed is not None:
+                values["password_hash"] = rehashed
             user = await _update(conn, user.id, **values)
-        return await self._start_session(user, now=now)
+            session = self._issue_session(user, now=now)
+            await _store_session(conn, session)
+        return session
 
     async def refresh(self, token: str) -> Session:
         """Rotate: the presented token dies, a new one of the same family is born.
 
         Presenting a token that was already rotated means it leaked: the whole family dies.
+        Rotation with its successor's insert, and a reuse's revocation, are each one
+        transaction on the locked user and token rows, so they run one after the other and a
+        detected reuse always finds, and kills, the successor.
         """
         claims = self._decode(token, TokenType.REFRESH)
-        now = utcnow()
+        session: Session | None = None
+        reused = False
         async with async_write_transaction(self.engine) as conn:
-            rotated = await conn.execute(
-                update(refresh_tokens)
-                .where(
-                    refresh_tokens.c.jti == claims.jti,
-                    refresh_tokens.c.revoked_at.is_(None),
-                    refresh_tokens.c.expires_at > now,
-                )
-                .values(revoked_at=now, revoked_reason="rotated")
-                .returning(refresh_tokens.c.user_id, refresh_tokens.c.family_id)
+            user = await _locked_user(conn, claims.user_id)
+            found = await conn.execute(
+                select(refresh_tokens).where(refresh_tokens.c.jti == claims.jti).with_for_update()
             )
-            live = rotated.one_or_none()
-            if live is not None:
-                user = await _user(conn, live.user_id)
+            stored = found.one_or_none()
+            now = utcnow()
+            if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
+                reused = True
+                await _revoke_family(conn, claims.family_id or "", "reused", now)
             else:
-                await _revoke_family(conn, claims.family_id or "", "reused")
-        if live is None:  # outside the transaction, so that the revocation commits
+                if (
+                    user is not None
+                    and user.is_active
+                    and user.token_version == claims.token_version
+                    and stored.user_id == user.id
+                ):
+                    session = self._issue_session(user, family_id=stored.family_id, now=now)
+                    await _store_session(conn, session)
+                await conn.execute(
+                    update(refresh_tokens)
+                    .where(refresh_tokens.c.jti == claims.jti)
+                    .values(
+                        revoked_at=now,
+                        revoked_reason="rotated",
+                        replaced_by=session.refresh.claims.jti if session else None,
+                    )
+                )
+        # raised outside the transaction, so that the revocation commits
+        if reused:
             raise Unauthenticated("refresh token expired, revoked or already used")
-        if user is None or not user.is_active or user.token_version != claims.token_version:
+        if session is None:
             raise Unauthenticated("refresh token no longer valid")
-        session = await self._start_session(user, family_id=live.family_id, now=now)
-        async with async_write_transaction(self.engine) as conn:
-            await conn.execute(
-                update(refresh_tokens)
-                .where(refresh_tokens.c.jti == claims.jti)
-                .values(replaced_by=session.refresh.claims.jti)
-            )
         return session
 
     async def logout(self, token: str) -> None:
         """Revoke the presented refresh token's family (this login, on this device)."""
         claims = self._decode(token, TokenType.REFRESH)
         async with async_write_transaction(self.engine) as conn:
-            await _revoke_family(conn, claims.family_id or "", "logout")
+            await _locked_user(conn, claims.user_id)
+            await _revoke_family(conn, claims.family_id or "", "logout", utcnow())
 
     async def change_password(self, viewer: Viewer, current: str, new: str) -> Session:
-        """Every other session ends; the caller gets a fresh one."""
+        """Every other session ends; the caller gets a fresh one.
+
+        argon2 runs before the lock: the write then proceeds only if the row still holds the
+        hash that was checked and the sessions it was checked for.
+        """
         self.passwords.check_policy(new)
-        user = await self.user_by_id(viewer.user_id)
-        if user is None or not await self.passwords.verify(user.password_hash, current):
+        seen = await self.user_by_id(viewer.user_id)
+        if seen is None or not await self.passwords.verify(seen.password_hash, current):
             raise BadUserInput("the current password is wrong", field="currentPassword")
         if current == new:
             raise BadUserInput("the new password is the current one", field="newPassword")
         password_hash = await self.passwords.hash(new)
         async with async_write_transaction(self.engine) as conn:
+            user = await _locked_user(conn, viewer.user_id)
+            if (
+                user is None
+                or not user.is_active
+                or user.password_hash != seen.password_hash
+                or user.token_version != seen.token_version
+            ):
+                raise Unauthenticated("the account changed meanwhile: sign in again")
             user = await _update(
                 conn,
                 viewer.user_id,
@@ -230,7 +273,9 @@ class Accounts:
                 token_version=users.c.token_version + 1,
             )
             await _revoke_user_tokens(conn, viewer.user_id, "password changed")
-        return await self._start_session(user)
+            session = self._issue_session(user, now=utcnow())
+            await _store_session(conn, session)
+        return session
 
     async def authenticate(self, token: str) -> Viewer:
         claims = self._decode(token, TokenType.ACCESS)
@@ -248,10 +293,11 @@ class Accounts:
                 f"{kind.value} token {'expired' if expired else 'invalid'}"
             ) from None
 
-    async def _start_session(
-        self, user: Row[Any], *, family_id: str | None = None, now: datetime | None = None
+    def _issue_session(
+        self, user: Row[Any], *, now: datetime, family_id: str | None = None
     ) -> Session:
-        now = now or utcnow()
+        """Sign a session's tokens; :func:`_store_session` records it in the caller's
+        transaction."""
         family_id = family_id or secrets.token_urlsafe(16)
         access = self.codec.issue(
             TokenType.ACCESS, user_id=user.id, token_version=user.token_version, now=now
@@ -263,16 +309,6 @@ class Accounts:
             now=now,
             family_id=family_id,
         )
-        async with async_write_transaction(self.engine) as conn:
-            await conn.execute(
-                refresh_tokens.insert().values(
-                    jti=refresh.claims.jti,
-                    user_id=user.id,
-                    family_id=family_id,
-                    issued_at=now,
-                    expires_at=refresh.claims.expires_at,
-                )
-            )
         return Session(access=access, refresh=refresh, user=user)
 
 
@@ -287,6 +323,27 @@ async def _user(conn: AsyncConnection, user_id: int) -> Row[Any] | None:
     return found.one_or_none()
 
 
+async def _locked_user(conn: AsyncConnection, user_id: int) -> Row[Any] | None:
+    """The user row, locked until the transaction ends (SQLite: ``BEGIN IMMEDIATE`` already
+    holds the database). Every write to a user or their tokens takes it first, so they queue
+    per user in one order and cannot deadlock."""
+    found = await conn.execute(select(users).where(users.c.id == user_id).with_for_update())
+    return found.one_or_none()
+
+
+async def _store_session(conn: AsyncConnection, session: Session) -> None:
+    claims = session.refresh.claims
+    await conn.execute(
+        refresh_tokens.insert().values(
+            jti=claims.jti,
+            user_id=claims.user_id,
+            family_id=claims.family_id,
+            issued_at=claims.issued_at,
+            expires_at=claims.expires_at,
+        )
+    )
+
+
 async def _update(conn: AsyncConnection, user_id: int, **values: Any) -> Row[Any]:
     result = await conn.execute(
         update(users).where(users.c.id == user_id).values(**values).returning(*users.c)
@@ -297,11 +354,11 @@ async def _update(conn: AsyncConnection, user_id: int, **values: Any) -> Row[Any
     return row
 
 
-async def _revoke_family(conn: AsyncConnection, family_id: str, reason: str) -> None:
+async def _revoke_family(conn: AsyncConnection, family_id: str, reason: str, now: datetime) -> None:
     await conn.execute(
         update(refresh_tokens)
         .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .values(revoked_at=now, revoked_reason=reason)
     )
 
 
@@ -313,12 +370,20 @@ async def _revoke_user_tokens(conn: AsyncConnection, user_id: int, reason: str) 
     )
 
 
+_ACTIVE_ADMIN = (users.c.role == Role.ADMIN.value) & users.c.is_active.is_(True)
+
+
+async def _lock_admins(conn: AsyncConnection) -> None:
+    """Lock every active administrator's row, in id order, before a change that may remove
+    one: two such changes then run one after the other, and the second counts what the
+    first left (PostgreSQL rechecks a locked row's condition once its lock is granted)."""
+    await conn.execute(
+        select(users.c.id).where(_ACTIVE_ADMIN).order_by(users.c.id).with_for_update()
+    )
+
+
 async def _keep_an_admin(conn: AsyncConnection) -> None:
     """Refuse (and so roll back) a change that leaves no active administrator."""
-    statement = (
-        select(func.count())
-        .select_from(users)
-        .where(users.c.role == Role.ADMIN.value, users.c.is_active.is_(True))
-    )
+    statement = select(func.count()).select_from(users).where(_ACTIVE_ADMIN)
     if (await conn.execute(statement)).scalar_one() == 0:
         raise Conflict("that would leave no active administrator")

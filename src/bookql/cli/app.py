@@ -105,6 +105,7 @@ def serve(
             log_level=settings.log_level.lower(),
             access_log=False,  # bookql.access logs each request, with its request id
             proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
 

@@ -6,6 +6,7 @@ The data directory anchors every default path, so that ``scrapy crawl books`` ru
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -131,9 +132,6 @@ class Settings(BaseSettings):
     introspection: bool | None = Field(
         default=None, description="GraphQL introspection; default: on except in production"
     )
-    login_max_failures_per_user: int = Field(default=5, ge=1)
-    login_max_failures_per_address: int = Field(default=20, ge=1)
-    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
     models_dir: Path | None = None
     redis_url: str | None = None
     public_catalogue: bool = True
@@ -196,6 +194,46 @@ class Settings(BaseSettings):
     def _exact_origins(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else list(dict.fromkeys(map(browser_origin, value)))
 
+    # Login throttling and the proxies trusted to name the client's address.
+    login_max_failures_per_user_and_address: int = Field(
+        default=5,
+        ge=1,
+        le=1_000,
+        description="failed logins for one username from one address that refuse that "
+        "pair for the window (the real user elsewhere still signs in)",
+    )
+    login_max_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="failed logins from one address, any usernames, that refuse the address",
+    )
+    login_slowdown_failures_per_user: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="failed logins for one username from any addresses after which each "
+        "attempt for it waits BOOKQL_LOGIN_SLOWDOWN_SECONDS (never refused)",
+    )
+    login_slowdown_seconds: float = Field(
+        default=2.0, ge=0, le=30, description="the wait of a slowed-down username's attempts"
+    )
+    login_failure_window_seconds: int = Field(
+        default=15 * 60,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="how long a failed login counts (a sliding window)",
+    )
+    login_max_failures_per_user: int | None = Field(
+        default=None,
+        description="removed: refused at start, naming the settings that replace it",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="proxies whose X-Forwarded-For is believed (comma-separated addresses "
+        "or networks, `*` for any), passed to uvicorn; wins over FORWARDED_ALLOW_IPS",
+    )
+
     @field_validator("crawl_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -212,6 +250,31 @@ class Settings(BaseSettings):
         if any(not sep or not name.strip() for name, sep, _ in pairs):
             raise ValueError("expected NAME=VALUE,NAME=VALUE")
         return {name.strip(): setting.strip() for name, _, setting in pairs}
+
+    @field_validator("login_max_failures_per_user", mode="after")
+    @classmethod
+    def _removed_per_user_limit(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError(
+                "removed: a username is no longer locked from every address. Set "
+                "BOOKQL_LOGIN_MAX_FAILURES_PER_USER_AND_ADDRESS (refuses one username at one "
+                "address) and BOOKQL_LOGIN_SLOWDOWN_FAILURES_PER_USER (slows one username's "
+                "logins from every address) instead"
+            )
+        return value
+
+    @field_validator("forwarded_allow_ips", mode="after")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (or `*`)") from None
+        return ",".join(entries)
 
     @field_validator("redis_url", mode="after")
     @classmethod
