@@ -8,12 +8,14 @@ name; then what replaced them: checksums recorded at save, versions saved before
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,21 +23,27 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import select
 
 from bookql.api.relay import to_global_id
+from bookql.db.engine import create_sync_engine
 from bookql.ml import predictor as predictor_module
+from bookql.ml import store as store_module
+from bookql.ml.models import model_trainings
 from bookql.ml.store import ModelStore, StoredModel
 from bookql.ml.training import TrainedModel, train_price_model
 from tests.admin_session import AdminClient, admin_session
 from tests.conftest import FAST_ARGON2, PostgresDatabases, ScratchDatabase, app_client, error_codes
 from tests.live import bookql, running_server
 from tests.test_ml import CATEGORIES, snapshot_frame
+from tests.test_ml_api import JOBS_IN_SERVER
 
 ACTIVATE = "mutation($v: String!) { activateModel(input: {version: $v}) { version active } }"
 PREDICT = """mutation { predictPrice(input: {features: {category: "Poetry", rating: 3,
     availability: 5, title: "Poems", description: null}}) { modelVersion } }"""
 ACTIVE_MODEL = "{ activeModel { version active serving { servedVersion aliasVersion problem } } }"
 LISTING = "{ models { version status active problem metrics { model { mae } } } }"
+TRAIN = "mutation { trainModel(input: {seed: 3, activate: true}) { version status } }"
 LONG_NAME = "v" * 5000
 
 
@@ -237,6 +245,67 @@ async def test_version_names_are_checked_before_the_filesystem(
             "query($id: ID!) { node(id: $id) { id } }", {"id": to_global_id("ModelVersion", name)}
         )
         assert node == {"node": None}
+
+
+async def test_a_training_that_fails_its_checks_is_stored_but_not_activated(
+    empty_db: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bookql.ml import integrity
+
+    def refuse(*_args: object) -> None:
+        raise integrity.BrokenVersion("its probe prediction is not a price: [nan]")
+
+    monkeypatch.setattr(store_module, "check_booster", refuse)
+    async with admin_session(empty_db, **JOBS_IN_SERVER) as client:
+        version = (await client.admin(TRAIN))["trainModel"]["version"]
+        engine = create_sync_engine(empty_db.settings())
+        try:
+            for _ in range(1200):
+                with engine.connect() as conn:
+                    training = conn.execute(
+                        select(model_trainings).where(model_trainings.c.version == version)
+                    ).one()
+                if training.status != "TRAINING":
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            engine.dispose()
+        assert training.status == "FAILED"
+        assert "not activated" in training.message and "probe" in training.message
+        assert store_of(empty_db).active_version() is None
+        listed = (await client.admin(LISTING))["models"]
+        assert [(m["version"], m["active"]) for m in listed] == [(version, False)]
+        assert "probe" in listed[0]["problem"]
+
+
+async def test_a_switch_during_a_look_at_the_alias_is_not_lost(
+    trained: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``forget`` while the alias is being read (the training job activating as a request
+    looks): the next request looks again rather than trusting the look for a second."""
+    monkeypatch.setattr(predictor_module, "ALIAS_CHECK_SECONDS", 60.0)
+    store = ModelStore(tmp_path)
+    first, second = store.save(trained), store.save(trained)
+    store.activate(first.version)
+    active = predictor_module.ActiveModel(store)
+    real = store.alias
+    looking, go = threading.Event(), threading.Event()
+
+    def slow_alias() -> Any:
+        found = real()
+        looking.set()
+        go.wait(10)
+        return found
+
+    monkeypatch.setattr(store, "alias", slow_alias)
+    look = asyncio.create_task(active.get())
+    await asyncio.to_thread(looking.wait, 10)
+    store.activate(second.version)
+    active.forget()
+    go.set()
+    assert (served := await look) is not None and served.version == first.version
+    monkeypatch.setattr(store, "alias", real)
+    assert (served := await active.get()) is not None and served.version == second.version
 
 
 # -- checksums, signatures and legacy versions ----------------------------------------------
