@@ -171,6 +171,9 @@ def load_booster(path: Path) -> xgboost.Booster:
         booster.load_model(path)
     except xgboost.core.XGBoostError as exc:
         raise BrokenVersion(f"{path.name} does not load: {_first_line(exc)}") from None
+    # One thread per prediction: requests run side by side on the thread pool, and an
+    # OpenMP team per request would spin on the cores the other requests need.
+    booster.set_param({"nthread": 1})
     return booster
 
 

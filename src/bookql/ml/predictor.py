@@ -62,15 +62,11 @@ class LocalPredictor:
     @classmethod
     def of(cls, loaded: LoadedModel) -> LocalPredictor:
         info = loaded.stored.info
-        booster = loaded.booster
-        # One thread per prediction: requests run side by side on the thread pool, and an
-        # OpenMP team per request would spin on the cores the other requests need.
-        booster.set_param({"nthread": 1})
         return cls(
             version=loaded.stored.version,
             categories=list(info.categories),
             half_width=info.interval_half_width,
-            booster=booster,
+            booster=loaded.booster,  # one thread per prediction (see ``load_booster``)
         )
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
