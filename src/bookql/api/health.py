@@ -3,7 +3,9 @@
 ``/readyz`` is 503 when the database or its migrations fail: nothing works without them.
 Redis is optional (limits fall back to each process), and without an active price model
 only predictions fail, so either makes the service ``degraded``, still 200: taking every
-worker out of a load balancer for them would turn a degradation into an outage.
+worker out of a load balancer for them would turn a degradation into an outage. So does a
+damaged model store: the process keeps serving its last good model, or fails predictions
+alone, and the model check says which version it serves and what the alias names.
 """
 
 from __future__ import annotations
@@ -55,6 +57,17 @@ async def _check_database(engine: AsyncEngine) -> dict[str, Any]:
 
 async def _check_model(ml: PriceService) -> dict[str, Any]:
     predictor = await ml.active.get()
+    serving = ml.active.serving
+    if serving.problem is not None:
+        fallback = "serving the last good model" if predictor else "predictions fail"
+        return {
+            "model": {
+                "status": "degraded",
+                "reason": f"{serving.problem}: {fallback}",
+                "served": serving.served,
+                "alias": serving.alias,
+            }
+        }
     if predictor is None:
         return {"model": {"status": "degraded", "reason": "no active model: predictions fail"}}
     return {"model": {"status": "ok", "version": predictor.version}}
@@ -79,7 +92,10 @@ async def _run_check(name: str, check: Awaitable[dict[str, Any]]) -> dict[str, A
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks = await _run_check("database", _check_database(state.engine))
-    checks |= await _run_check("model", _check_model(state.ml))
+    model = (await _run_check("model", _check_model(state.ml)))["model"]
+    if model["status"] == "error":
+        model["status"] = "degraded"  # only predictions depend on the model
+    checks["model"] = model
     if state.redis is not None:
         redis = (await _run_check("redis", _check_redis(state.redis)))["redis"]
         if redis["status"] != "ok":

@@ -381,7 +381,7 @@ def train(
 
     from bookql.db.engine import create_async_db_engine
     from bookql.ml.features import load_training_set
-    from bookql.ml.store import ModelStore
+    from bookql.ml.store import BrokenVersion, ModelStore
     from bookql.ml.training import train_price_model
 
     settings = get_settings()
@@ -411,7 +411,13 @@ def train(
     store = ModelStore(settings.effective_models_dir)
     model = store.save(trained)
     if activate:
-        store.activate(model.version)
+        try:
+            store.activate(model.version)
+        except BrokenVersion as exc:
+            typer.echo(
+                f"bookql: error: model {model.version} was saved, not activated: {exc}", err=True
+            )
+            raise typer.Exit(code=1) from None
     m = trained.metrics
     typer.echo(
         f"model {model.version}{' (active)' if activate else ''}: "
@@ -424,31 +430,40 @@ def train(
 
 @models_app.command("list")
 def models_list() -> None:
-    """The stored model versions, newest first; * marks the active one."""
-    from bookql.ml.store import ModelStore
+    """The stored model versions, newest first; * marks the active one, ! a damaged one."""
+    from bookql.ml.store import ModelStore, StoredModel
 
     store = ModelStore(get_settings().effective_models_dir)
-    active = store.active_version()
+    alias = store.alias()
+    if alias.problem is not None:
+        typer.echo(f"bookql: warning: {alias.problem}", err=True)
     versions = store.versions()
     if not versions:
         typer.echo("no models yet: run `bookql train`")
     for model in versions:
-        mae = model.bookql["metrics"]["model"]["mae"]
-        mark = "*" if model.version == active else " "
-        typer.echo(f"{mark} {model.version}  MAE {mae:.2f}  {model.created_at:%Y-%m-%d %H:%M} UTC")
+        active = model.version == alias.version
+        mae = f"MAE {model.info.metrics.model.mae:.2f}" if isinstance(model, StoredModel) else ""
+        line = f"{model.version}  {mae}  {model.created_at:%Y-%m-%d %H:%M} UTC"
+        if model.problem is None:
+            typer.echo(f"{'*' if active else ' '} {line}")
+        else:
+            typer.echo(f"! {line}{' (active)' if active else ''}  damaged: {model.problem}")
 
 
 @models_app.command("activate")
 def models_activate(
     version: Annotated[str, typer.Argument(help="A version from `models list`.")],
 ) -> None:
-    """Serve VERSION from now on (every worker picks the switch up)."""
-    from bookql.ml.store import ModelStore, UnknownVersion
+    """Serve VERSION from now on, once it passes its checks (every worker picks it up)."""
+    from bookql.ml.store import BrokenVersion, ModelStore, UnknownVersion
 
     try:
         ModelStore(get_settings().effective_models_dir).activate(version)
-    except UnknownVersion as exc:
+    except UnknownVersion as exc:  # InvalidVersion too: the name was refused unread
         typer.echo(f"bookql: error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except BrokenVersion as exc:
+        typer.echo(f"bookql: error: model version {version!r} cannot be served: {exc}", err=True)
         raise typer.Exit(code=1) from None
     typer.echo(f"active model: {version}")
 

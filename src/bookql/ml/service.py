@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookql.api.errors import BadUserInput, BookQLError, NotFound, ServiceUnavailable
+from bookql.api.errors import BadUserInput, BookQLError, Conflict, NotFound, ServiceUnavailable
 from bookql.api.metrics import PREDICTIONS
 from bookql.catalog.models import books
 from bookql.core.config import Settings
@@ -26,7 +26,14 @@ from bookql.ml.predicting import (
     PredictionRequest,
 )
 from bookql.ml.predictor import ActiveModel, Predictor
-from bookql.ml.store import ModelStore, StoredModel, UnknownVersion
+from bookql.ml.store import (
+    BrokenVersion,
+    InvalidVersion,
+    ModelStore,
+    StoredModel,
+    UnknownVersion,
+    UnreadableModel,
+)
 from bookql.ml.training_data import TrainingData
 from bookql.ml.trainings import queue_training
 
@@ -48,6 +55,9 @@ class PriceService:
     async def predictor(self) -> Predictor:
         predictor = await self.active.get()
         if predictor is None:
+            problem = self.active.serving.problem
+            if problem is not None:
+                raise ServiceUnavailable(f"no price model can be served: {problem}")
             raise ServiceUnavailable(
                 "no price model is active yet: train one (bookql train --activate, or trainModel)"
             )
@@ -88,8 +98,9 @@ class PriceService:
 
     # -- versions and trainings ----------------------------------------------------------
 
-    async def versions(self) -> tuple[list[StoredModel], list[Row[Any]]]:
-        """Ready versions from the store, and trainings not ready (running or failed)."""
+    async def versions(self) -> tuple[list[StoredModel | UnreadableModel], list[Row[Any]]]:
+        """Versions in the store (damaged ones with their problem), and trainings not stored
+        (running or failed)."""
         stored = await asyncio.to_thread(self.store.versions)
         ready = {model.version for model in stored}
         async with self.engine.connect() as conn:
@@ -100,10 +111,18 @@ class PriceService:
         return stored, pending
 
     async def activate(self, version: str) -> StoredModel:
+        """Check ``version`` and switch the alias to it; a bad one changes nothing:
+        ``BAD_USER_INPUT`` (not a version name), ``NOT_FOUND``, ``CONFLICT`` (it is damaged)."""
         try:
             model = await asyncio.to_thread(self.store.activate, version)
+        except InvalidVersion as exc:
+            raise BadUserInput(str(exc), field="version") from None
         except UnknownVersion:
             raise NotFound(f"no ready model version {version!r}", field="version") from None
+        except BrokenVersion as exc:
+            raise Conflict(
+                f"model version {version!r} cannot be served: {exc}", field="version"
+            ) from None
         self.active.forget()
         return model
 

@@ -3,12 +3,16 @@
 A version folder appears only complete: it is written under a temporary name and renamed
 into place, so a save killed half-way leaves a ``.tmp-*`` folder that is never listed or
 served. The folder holds the model in XGBoost's own format (UBJ, never pickle), ``MLmodel``
-metadata with MLflow's field names, a model card and a plot. ``ACTIVE`` names the served
-version and is replaced atomically, so every reader sees the old name or the new one.
+metadata with MLflow's field names (and the sha256 of every other file in it), a model card
+and a plot. ``ACTIVE`` names the served version and is replaced atomically, so every reader
+sees the old name or the new one; a version is checked (``bookql.ml.integrity``) before the
+alias may name it. A damaged version is listed with its problem, never an error for the
+whole listing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,27 +27,47 @@ import xgboost
 import yaml
 
 from bookql.ml.card import write_model_card
+from bookql.ml.integrity import BrokenVersion as BrokenVersion
+from bookql.ml.integrity import InvalidVersion as InvalidVersion
+from bookql.ml.integrity import (
+    Metadata,
+    VersionInfo,
+    check_booster,
+    check_version_name,
+    checksums,
+    load_booster,
+    parse_metadata,
+    verify_checksums,
+)
+from bookql.ml.integrity import UnknownVersion as UnknownVersion
 from bookql.ml.training import TrainedModel
 
 MODEL_FILE = "model.ubj"
 METADATA_FILE = "MLmodel"
 ALIAS_FILE = "ACTIVE"
 FLAVOR = "xgboost"
+MAX_ALIAS_BYTES = 4096  # {"version": …, "activated_at": …} is about a hundred
 
-
-class UnknownVersion(LookupError):
-    pass
+Fingerprint = tuple[tuple[str, int, int, int], ...] | None
 
 
 @dataclass(frozen=True)
 class StoredModel:
+    """A version whose ``MLmodel`` reads; ``problem`` says when its files are not servable."""
+
     version: str
     path: Path
     metadata: dict[str, Any]
+    parsed: Metadata
+    problem: str | None = None
 
     @property
     def created_at(self) -> datetime:
-        return datetime.fromisoformat(self.metadata["utc_time_created"])
+        return self.parsed.utc_time_created
+
+    @property
+    def info(self) -> VersionInfo:
+        return self.parsed.info
 
     @property
     def bookql(self) -> dict[str, Any]:
@@ -51,9 +75,37 @@ class StoredModel:
         return info
 
     def load(self) -> xgboost.Booster:
+        """The booster, unchecked: serving goes through :meth:`ModelStore.load`."""
         booster = xgboost.Booster()
         booster.load_model(self.path / MODEL_FILE)
         return booster
+
+
+@dataclass(frozen=True)
+class UnreadableModel:
+    """A version folder whose ``MLmodel`` does not read: listed, with its problem."""
+
+    version: str
+    path: Path
+    problem: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A version that passed every check, and its booster."""
+
+    stored: StoredModel
+    booster: xgboost.Booster
+
+
+@dataclass(frozen=True)
+class Alias:
+    """What ``ACTIVE`` names; ``stamp`` changes whenever the alias or its target's files do."""
+
+    version: str | None
+    problem: str | None
+    stamp: object
 
 
 def new_version(now: datetime) -> str:
@@ -104,20 +156,24 @@ def _metadata(trained: TrainedModel, version: str, now: datetime) -> dict[str, A
 class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # version -> (fingerprint of its files, problem): each change is checked once
+        self._checks: dict[str, tuple[Fingerprint, str | None]] = {}
 
     def save(
         self, trained: TrainedModel, *, version: str | None = None, now: datetime | None = None
     ) -> StoredModel:
         now = now or datetime.now(UTC)
-        version = version or new_version(now)
+        version = check_version_name(version or new_version(now))
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".tmp-{version}"
         staging.mkdir()
         try:
             trained.model.save_model(staging / MODEL_FILE)
             metadata = _metadata(trained, version, now)
-            (staging / METADATA_FILE).write_text(yaml.safe_dump(metadata, sort_keys=False))
             write_model_card(staging, version, trained, metadata)
+            artifacts = [path.name for path in staging.iterdir()]
+            metadata["metadata"]["bookql"]["checksums"] = checksums(staging, artifacts)
+            (staging / METADATA_FILE).write_text(yaml.safe_dump(metadata, sort_keys=False))
             _sync_directory(staging)
             os.rename(staging, self.root / version)
             _sync_directory(self.root)
@@ -126,36 +182,95 @@ class ModelStore:
             raise
         return self.get(version)
 
-    def versions(self) -> list[StoredModel]:
-        """Complete versions, newest first (half-written ``.tmp-*`` folders are not versions)."""
+    def versions(self) -> list[StoredModel | UnreadableModel]:
+        """Every version, newest first, each with its problem if it has one (half-written
+        ``.tmp-*`` folders and names that are not versions are not listed)."""
         if not self.root.is_dir():
             return []
-        found = [
-            self._read(path)
-            for path in self.root.iterdir()
-            if path.is_dir() and not path.name.startswith(".") and (path / METADATA_FILE).is_file()
-        ]
+        found: list[StoredModel | UnreadableModel] = []
+        for path in self.root.iterdir():
+            try:
+                version = check_version_name(path.name)
+            except InvalidVersion:
+                continue
+            if not path.is_dir():
+                continue
+            try:
+                stored = self.get(version)
+            except BrokenVersion as exc:
+                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                found.append(UnreadableModel(version, path, str(exc), modified))
+            except UnknownVersion:
+                continue  # removed while listing
+            else:
+                found.append(dataclasses.replace(stored, problem=self.problem(version)))
         return sorted(found, key=lambda model: model.version, reverse=True)
 
     def get(self, version: str) -> StoredModel:
-        path = self.root / version
-        if version.startswith(".") or "/" in version or not (path / METADATA_FILE).is_file():
+        """A version whose metadata reads (its files unchecked); ``InvalidVersion``,
+        ``UnknownVersion`` or ``BrokenVersion`` otherwise."""
+        path = self.root / check_version_name(version)
+        if not path.is_dir():
             raise UnknownVersion(f"no model version {version!r}")
         return self._read(path)
 
-    def active_version(self) -> str | None:
+    def load(self, version: str) -> LoadedModel:
+        """A version that passed every check, loaded; ``BrokenVersion`` saying why not."""
+        stored = self.get(version)
+        recorded = stored.info.checksums
+        if recorded is not None:
+            verify_checksums(stored.path, recorded, {MODEL_FILE})
+        elif not (stored.path / MODEL_FILE).is_file():  # saved before checksums: load it
+            raise BrokenVersion(f"{MODEL_FILE} is missing")
+        booster = load_booster(stored.path / MODEL_FILE)
+        check_booster(booster, stored.parsed)
+        return LoadedModel(stored, booster)
+
+    def problem(self, version: str) -> str | None:
+        """Why ``version`` cannot be served, or None; checked again only when its files change."""
+        fingerprint = _fingerprint(self.root / check_version_name(version))
+        cached = self._checks.get(version)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
         try:
-            return json.loads((self.root / ALIAS_FILE).read_text())["version"]  # type: ignore[no-any-return]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            return None
+            self.load(version)
+            problem = None
+        except (BrokenVersion, UnknownVersion) as exc:
+            problem = str(exc)
+        except Exception as exc:  # one damaged version must not fail the whole listing
+            problem = f"it cannot be checked: {type(exc).__name__}: {exc}"
+        self._checks[version] = (fingerprint, problem)
+        return problem
+
+    def alias(self) -> Alias:
+        """What ``ACTIVE`` names, or why it names nothing usable."""
+        try:
+            with (self.root / ALIAS_FILE).open("rb") as file:
+                raw = file.read(MAX_ALIAS_BYTES + 1)
+        except FileNotFoundError:
+            return Alias(None, None, None)
+        except OSError as exc:
+            return Alias(None, f"the {ALIAS_FILE} alias cannot be read: {exc.strerror}", exc.errno)
+        try:
+            if len(raw) > MAX_ALIAS_BYTES:
+                raise ValueError("too long")
+            version = check_version_name(json.loads(raw)["version"])
+        except (ValueError, KeyError, TypeError):
+            problem = f"the {ALIAS_FILE} alias is damaged: it names no valid version"
+            return Alias(None, problem, raw)
+        return Alias(version, None, (raw, _fingerprint(self.root / version)))
+
+    def active_version(self) -> str | None:
+        return self.alias().version
 
     def active(self) -> StoredModel | None:
         version = self.active_version()
         return self.get(version) if version is not None else None
 
     def activate(self, version: str) -> StoredModel:
-        """Point ``ACTIVE`` at ``version`` in one atomic rename."""
-        model = self.get(version)
+        """Check ``version`` (``BrokenVersion`` if it fails), then point ``ACTIVE`` at it in
+        one atomic rename."""
+        model = self.load(version).stored
         alias = self.root / ALIAS_FILE
         staging = self.root / f".{ALIAS_FILE}.{uuid.uuid4().hex}"
         staging.write_text(
@@ -166,8 +281,28 @@ class ModelStore:
         return model
 
     def _read(self, path: Path) -> StoredModel:
-        metadata = yaml.safe_load((path / METADATA_FILE).read_text())
-        return StoredModel(version=path.name, path=path, metadata=metadata)
+        try:
+            text = (path / METADATA_FILE).read_text()
+        except FileNotFoundError:
+            raise BrokenVersion(f"its {METADATA_FILE} is missing") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BrokenVersion(f"its {METADATA_FILE} cannot be read: {exc}") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise BrokenVersion(f"its {METADATA_FILE} is not valid YAML") from None
+        parsed = parse_metadata(raw)
+        return StoredModel(version=path.name, path=path, metadata=raw, parsed=parsed)
+
+
+def _fingerprint(folder: Path) -> Fingerprint:
+    """Name, size, modification time and inode of every file in ``folder`` (None: gone)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        stats = [(entry.name, entry.stat()) for entry in entries]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return tuple((name, st.st_size, st.st_mtime_ns, st.st_ino) for name, st in stats)
 
 
 def _sync_directory(path: Path) -> None:

@@ -18,7 +18,7 @@ from bookql.db.engine import async_write_transaction
 from bookql.jobs.handler import ClaimedJob, PermanentJobError, Progress
 from bookql.ml.features import load_training_set
 from bookql.ml.models import ModelStatus
-from bookql.ml.store import ModelStore, UnknownVersion
+from bookql.ml.store import BrokenVersion, ModelStore, UnknownVersion
 from bookql.ml.training import train_price_model
 from bookql.ml.trainings import (
     TRAIN_JOB,
@@ -58,7 +58,10 @@ class TrainingJob:
                 raise PermanentJobError(str(exc)) from None
             await asyncio.to_thread(self.store.save, trained, version=version)
         if job.payload.get("activate"):
-            await asyncio.to_thread(self.store.activate, version)
+            try:
+                await asyncio.to_thread(self.store.activate, version)
+            except BrokenVersion as exc:  # stored, but it failed its checks: no retry mends it
+                raise PermanentJobError(f"model {version} was not activated: {exc}") from None
             if self._activated is not None:
                 self._activated()
         async with async_write_transaction(self.engine) as conn:
@@ -75,4 +78,6 @@ class TrainingJob:
             self.store.get(version)
         except UnknownVersion:
             return False
+        except BrokenVersion:
+            return True  # stored, damaged since: activation refuses it
         return True

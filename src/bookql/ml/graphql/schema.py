@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -41,8 +42,10 @@ from bookql.ml.graphql.types import (
     TrainingDataBatch,
     TrainModelInput,
 )
+from bookql.ml.integrity import InvalidVersion, check_version_name
 from bookql.ml.models import predictions
 from bookql.ml.predicting import FeatureInputs, Prediction, PredictionRequest
+from bookql.ml.store import StoredModel, UnreadableModel
 from bookql.ml.training_data import COLUMNS, Shape, book_id_after, cursor_after
 
 SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
@@ -174,16 +177,34 @@ async def _with_actual(info: Info, row: Any) -> Prediction:
 
 async def load_model_node(info: Info, key: str) -> ModelVersion | None:
     await info.context.auth.require_user()
+    try:
+        check_version_name(key)
+    except InvalidVersion:
+        return None
     return next((m for m in await _models(info) if m.version == key), None)
 
 
 async def _models(info: Info) -> list[ModelVersion]:
+    """Every version: stored ones (each with its problem, if any), trainings not stored, and
+    the version this process serves from memory if its files are gone from the store."""
     service = info.context.ml
+    await service.active.get()  # the serving state, up to date
+    serving = service.active.serving
+    stored: list[StoredModel | UnreadableModel]
     stored, pending = await service.versions()
+    served = service.active.served_model
+    if served is not None and all(m.version != served.version for m in stored):
+        stored.append(dataclasses.replace(served, problem=serving.problem))
+        pending = [row for row in pending if row.version != served.version]
     active = await asyncio.to_thread(service.store.active_version)
     live = await service.live_metrics()
     ready = [
-        ModelVersion.from_stored(m, active=m.version == active, live=live.get(m.version))
+        ModelVersion.from_stored(
+            m,
+            active=m.version == active,
+            live=live.get(m.version),
+            serving=serving if m.version in (serving.served, serving.alias) else None,
+        )
         for m in stored
     ]
     return sorted(
@@ -243,9 +264,17 @@ class MlQuery:
     async def models(self, info: Info) -> list[ModelVersion]:
         return await _models(info)
 
-    @strawberry.field(description="The version predictions use now.", permission_classes=SIGNED_IN)
+    @strawberry.field(
+        description="The version predictions use now (in this server process); when there is "
+        "none, the version the ACTIVE alias names. `serving` says when the two differ.",
+        permission_classes=SIGNED_IN,
+    )
     async def active_model(self, info: Info) -> ModelVersion | None:
-        return next((m for m in await _models(info) if m.active), None)
+        models = await _models(info)
+        served = info.context.ml.active.serving.served
+        return next((m for m in models if m.version == served), None) or next(
+            (m for m in models if m.active), None
+        )
 
     @strawberry.field(
         description="Your predictions (an administrator's: everyone's), newest first.",
@@ -322,7 +351,8 @@ class MlMutation:
         return ModelVersion.from_training(row)
 
     @strawberry.mutation(
-        description="Serve this version from now on (every worker within a second).",
+        description="Serve this version from now on (every worker within a second), once it "
+        "passes its checks: a damaged version is CONFLICT and the alias stays as it was.",
         permission_classes=ADMIN,
     )
     async def activate_model(self, info: Info, input: ActivateModelInput) -> ModelVersion:

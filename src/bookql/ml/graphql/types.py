@@ -10,9 +10,11 @@ import strawberry
 from bookql.api.context import Info
 from bookql.api.relay import Node, PageInfo, to_global_id
 from bookql.catalog.graphql.types import Book
+from bookql.ml.integrity import Scores as StoredScores
 from bookql.ml.models import ModelStatus as ModelStatusValue
 from bookql.ml.predicting import Prediction
-from bookql.ml.store import StoredModel
+from bookql.ml.predictor import Serving
+from bookql.ml.store import StoredModel, UnreadableModel
 
 ModelStatus = strawberry.enum(ModelStatusValue, name="ModelStatus")
 
@@ -24,8 +26,8 @@ class Scores:
     r2: float
 
     @classmethod
-    def of(cls, values: dict[str, float]) -> Scores:
-        return cls(mae=values["mae"], rmse=values["rmse"], r2=values["r2"])
+    def of(cls, values: StoredScores) -> Scores:
+        return cls(mae=values.mae, rmse=values.rmse, r2=values.r2)
 
 
 @strawberry.type(description="How a version did when trained, against two baselines.")
@@ -50,15 +52,46 @@ class LiveMetrics:
 
 
 @strawberry.type(
+    description="How this server process serves the price model. The served version and the "
+    "one the ACTIVE alias names differ when the alias or its version turned bad: the process "
+    "keeps serving the last good model it loaded."
+)
+class ModelServing:
+    served_version: str | None = strawberry.field(
+        description="The version this process's predictions use; null: none (they fail)."
+    )
+    alias_version: str | None = strawberry.field(
+        description="The version the ACTIVE alias names; null: none, or the alias is unreadable."
+    )
+    problem: str | None = strawberry.field(
+        description="Why the alias's version is not served; null when all is well."
+    )
+
+    @classmethod
+    def of(cls, serving: Serving) -> ModelServing:
+        return cls(
+            served_version=serving.served, alias_version=serving.alias, problem=serving.problem
+        )
+
+
+@strawberry.type(
     description="A price model version: READY in the store, or still TRAINING, or FAILED."
 )
 class ModelVersion(Node):
     version: str
     status: ModelStatus  # type: ignore[valid-type]
-    active: bool
+    active: bool = strawberry.field(description="The ACTIVE alias names this version.")
     created_at: datetime
     metrics: ModelMetrics | None
     message: str | None
+    problem: str | None = strawberry.field(
+        description="Why this stored version cannot be served (damaged or missing files, "
+        "metadata that does not read, a model that fails its checks); null when it can."
+    )
+    serving: ModelServing | None = strawberry.field(
+        description="How this server process serves models, on the version it serves and on "
+        "the one the alias names; null on every other version."
+    )
     live: strawberry.Private[LiveMetrics | None]
 
     @strawberry.field(description="Null until the version has predicted a known book.")
@@ -67,28 +100,39 @@ class ModelVersion(Node):
 
     @classmethod
     def from_stored(
-        cls, model: StoredModel, *, active: bool, live: tuple[int, float | None] | None
+        cls,
+        model: StoredModel | UnreadableModel,
+        *,
+        active: bool,
+        live: tuple[int, float | None] | None,
+        serving: Serving | None,
     ) -> ModelVersion:
-        info = model.bookql
-        m = info["metrics"]
+        """A stored version; one whose metadata does not read has no metrics."""
+        metrics = None
+        if isinstance(model, StoredModel):
+            info = model.info
+            m = info.metrics
+            metrics = ModelMetrics(
+                model=Scores.of(m.model),
+                baseline_mean=Scores.of(m.baseline_mean),
+                baseline_category_mean=Scores.of(m.baseline_category_mean),
+                cross_validation_mae=m.cross_validation.mae,
+                interval_level=m.interval.level,
+                interval_half_width=m.interval.half_width,
+                interval_coverage=m.interval.test_coverage,
+                training_rows=info.training_rows,
+                data_hash=info.data_hash,
+            )
         return cls(
             id=strawberry.ID(to_global_id("ModelVersion", model.version)),
             version=model.version,
             status=ModelStatusValue.READY,
             active=active,
             created_at=model.created_at,
-            metrics=ModelMetrics(
-                model=Scores.of(m["model"]),
-                baseline_mean=Scores.of(m["baseline_mean"]),
-                baseline_category_mean=Scores.of(m["baseline_category_mean"]),
-                cross_validation_mae=m["cross_validation"]["mae"],
-                interval_level=m["interval"]["level"],
-                interval_half_width=m["interval"]["half_width"],
-                interval_coverage=m["interval"]["test_coverage"],
-                training_rows=info["training_rows"],
-                data_hash=info["data_hash"],
-            ),
+            metrics=metrics,
             message=None,
+            problem=model.problem,
+            serving=ModelServing.of(serving) if serving is not None else None,
             live=LiveMetrics(predictions=live[0], mae=live[1]) if live else None,
         )
 
@@ -102,6 +146,8 @@ class ModelVersion(Node):
             created_at=row.created_at,
             metrics=None,
             message=row.message,
+            problem=None,
+            serving=None,
             live=None,
         )
 
