@@ -147,7 +147,7 @@ class DatabasePipeline:
             known = dict(self.category_ids)  # kept only if the transaction commits
             try:
                 async with async_write_transaction(self.engine) as conn:
-                    counts = await upsert_books(conn, batch, utcnow(), known)
+                    counts = await upsert_books(conn, batch, known)
             except (DBAPIError, OSError) as exc:
                 self.buffer[:0] = batch
                 self.write_errors += 1

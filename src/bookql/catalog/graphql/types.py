@@ -56,6 +56,10 @@ class PricePoint:
 class Category(Node):
     name: str
     slug: str = strawberry.field(description="The name, lower case and hyphenated; unique.")
+    version: int = strawberry.field(
+        description="Moves whenever the category changes, whoever changes it; send it back with an"
+        " update to have it refused (CONFLICT) if someone changed the category since you read it."
+    )
     pk: strawberry.Private[int]
 
     @classmethod
@@ -64,6 +68,7 @@ class Category(Node):
             id=strawberry.ID(to_global_id("Category", row.id)),
             name=row.name,
             slug=row.slug,
+            version=row.version,
             pk=row.id,
         )
 
@@ -114,6 +119,10 @@ class Book(Node):
     removed_at: datetime | None = strawberry.field(
         description="When the book vanished from the site (or was deleted); null while listed."
     )
+    version: int = strawberry.field(
+        description="Moves whenever the book changes, whoever changes it; send it back with an"
+        " update to have it refused (CONFLICT) if someone changed the book since you read it."
+    )
     pk: strawberry.Private[int]
     category_pk: strawberry.Private[int]
 
@@ -139,6 +148,7 @@ class Book(Node):
             first_seen_at=row.first_seen_at,
             last_seen_at=row.last_seen_at,
             removed_at=row.removed_at,
+            version=row.version,
             pk=row.id,
             category_pk=row.category_id,
         )
