@@ -30,6 +30,7 @@ from bookql.crawls.models import CrawlStatus
 from bookql.crawls.runs import (
     CrawlAlreadyRunning,
     RunCounts,
+    RunLost,
     create_run,
     fail_orphans,
     finish_run,
@@ -204,7 +205,7 @@ class DatabasePipeline:
                     complete=complete,
                     message=self._message(reason, stored_everything, complete),
                 )
-        except (DBAPIError, OSError) as exc:
+        except (DBAPIError, OSError, RunLost) as exc:
             log.error("could not record the end of crawl run %s: %s", self.run_id, exc)
         finally:
             await self.engine.dispose()
