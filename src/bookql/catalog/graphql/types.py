@@ -57,8 +57,9 @@ class Category(Node):
     name: str
     slug: str = strawberry.field(description="The name, lower case and hyphenated; unique.")
     version: int = strawberry.field(
-        description="Moves whenever the category changes, whoever changes it; send it back with an"
-        " update to have it refused (CONFLICT) if someone changed the category since you read it."
+        description="Grows whenever the name or slug changes, whoever changes them. Send it"
+        " back with an update: if the category changed since you read it, the update is"
+        " refused (CONFLICT). Compare versions, never compute them."
     )
     pk: strawberry.Private[int]
 
@@ -120,8 +121,10 @@ class Book(Node):
         description="When the book vanished from the site (or was deleted); null while listed."
     )
     version: int = strawberry.field(
-        description="Moves whenever the book changes, whoever changes it; send it back with an"
-        " update to have it refused (CONFLICT) if someone changed the book since you read it."
+        description="Grows whenever the book's content (any field but lastSeenAt, description"
+        " included) changes, whoever changes it: an administrator, a crawl, an import. Send it"
+        " back with an update: if the book changed since you read it, the update is refused"
+        " (CONFLICT). Compare versions, never compute them."
     )
     pk: strawberry.Private[int]
     category_pk: strawberry.Private[int]

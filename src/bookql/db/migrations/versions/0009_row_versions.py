@@ -9,10 +9,11 @@ book's version (a book stored with its description therefore starts at 2: versio
 compared, never computed). A category's content is its name and slug. An update that
 changes nothing, such as a crawl's upsert of an unchanged book, leaves the version alone.
 
-PostgreSQL sets ``NEW.version`` in a ``BEFORE UPDATE`` trigger, so ``RETURNING`` sees it.
-SQLite cannot change ``NEW``: an ``AFTER UPDATE OF`` trigger updates the row again (only
-``version``, which fires no trigger; recursive triggers are off), so read the row after the
-statement rather than through ``RETURNING``.
+PostgreSQL sets ``NEW.version`` in a ``BEFORE UPDATE`` trigger, so ``RETURNING`` sees it,
+and moves the books of a statement's descriptions in one ``UPDATE`` per statement (over its
+transition tables). SQLite cannot change ``NEW``: an ``AFTER UPDATE OF`` trigger updates the
+row again (only ``version``, which fires no trigger; recursive triggers are off), so read
+the row after the statement rather than through ``RETURNING``.
 
 Revision ID: 0009
 Revises: 0008
@@ -86,25 +87,38 @@ POSTGRES_UP = [
     """CREATE TRIGGER categories_version BEFORE UPDATE ON categories
         FOR EACH ROW WHEN (ROW(OLD.name, OLD.slug) IS DISTINCT FROM ROW(NEW.name, NEW.slug))
         EXECUTE FUNCTION bookql_next_version()""",
+    # Per statement, over its transition tables: a seed or a crawl batch writing hundreds of
+    # descriptions moves their books' versions in one UPDATE, not one per row.
     """CREATE FUNCTION bookql_description_version() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF TG_OP = 'DELETE' THEN
-            UPDATE books SET version = version + 1 WHERE id = OLD.book_id;
+        IF TG_OP = 'INSERT' THEN
+            UPDATE books SET version = version + 1
+                FROM new_rows WHERE books.id = new_rows.book_id;
+        ELSIF TG_OP = 'DELETE' THEN
+            UPDATE books SET version = version + 1
+                FROM old_rows WHERE books.id = old_rows.book_id;
         ELSE
-            UPDATE books SET version = version + 1 WHERE id = NEW.book_id;
+            UPDATE books SET version = version + 1
+                FROM old_rows JOIN new_rows USING (book_id)
+                WHERE books.id = new_rows.book_id
+                    AND old_rows.description IS DISTINCT FROM new_rows.description;
         END IF;
         RETURN NULL;
     END $$""",
-    """CREATE TRIGGER book_descriptions_version_write
-        AFTER INSERT OR DELETE ON book_descriptions
-        FOR EACH ROW EXECUTE FUNCTION bookql_description_version()""",
+    """CREATE TRIGGER book_descriptions_version_insert AFTER INSERT ON book_descriptions
+        REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION bookql_description_version()""",
     """CREATE TRIGGER book_descriptions_version_update AFTER UPDATE ON book_descriptions
-        FOR EACH ROW WHEN (OLD.description IS DISTINCT FROM NEW.description)
-        EXECUTE FUNCTION bookql_description_version()""",
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION bookql_description_version()""",
+    """CREATE TRIGGER book_descriptions_version_delete AFTER DELETE ON book_descriptions
+        REFERENCING OLD TABLE AS old_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION bookql_description_version()""",
 ]
 POSTGRES_DOWN = [
+    "DROP TRIGGER book_descriptions_version_delete ON book_descriptions",
     "DROP TRIGGER book_descriptions_version_update ON book_descriptions",
-    "DROP TRIGGER book_descriptions_version_write ON book_descriptions",
+    "DROP TRIGGER book_descriptions_version_insert ON book_descriptions",
     "DROP FUNCTION bookql_description_version()",
     "DROP TRIGGER categories_version ON categories",
     "DROP TRIGGER books_version ON books",
