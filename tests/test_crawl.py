@@ -94,8 +94,10 @@ def test_recrawls_change_only_what_changed(
 ) -> None:
     run_crawl(empty_db, mirror.base_url)
     first_seen = {upc: row.last_seen_at for upc, row in stored.books().items()}
+    versions = {upc: row.version for upc, row in stored.books().items()}
     run_crawl(empty_db, mirror.base_url)
     again = stored.books()
+    assert {upc: row.version for upc, row in again.items()} == versions  # nothing changed
     assert len(again) == 1000
     assert stored.count(price_points) == 1000
     assert all(again[upc].last_seen_at > seen for upc, seen in first_seen.items())
@@ -117,6 +119,9 @@ def test_recrawls_change_only_what_changed(
     final = stored.books()
     assert final[VELVET].removed_at is not None
     assert stored.count(price_points) == 1002
+    moved = {upc for upc, row in final.items() if row.version != versions[upc]}
+    assert moved == {LIGHT, SHARP, VELVET}
+    assert all(final[upc].version == versions[upc] + 1 for upc in moved)
 
     mirror.site.reset()  # the book comes back, as it was
     run_crawl(empty_db, mirror.base_url)

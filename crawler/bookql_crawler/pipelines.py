@@ -30,6 +30,7 @@ from bookql.crawls.models import CrawlStatus
 from bookql.crawls.runs import (
     CrawlAlreadyRunning,
     RunCounts,
+    RunLost,
     create_run,
     fail_orphans,
     finish_run,
@@ -147,7 +148,7 @@ class DatabasePipeline:
             known = dict(self.category_ids)  # kept only if the transaction commits
             try:
                 async with async_write_transaction(self.engine) as conn:
-                    counts = await upsert_books(conn, batch, utcnow(), known)
+                    counts = await upsert_books(conn, batch, known)
             except (DBAPIError, OSError) as exc:
                 self.buffer[:0] = batch
                 self.write_errors += 1
@@ -204,7 +205,7 @@ class DatabasePipeline:
                     complete=complete,
                     message=self._message(reason, stored_everything, complete),
                 )
-        except (DBAPIError, OSError) as exc:
+        except (DBAPIError, OSError, RunLost) as exc:
             log.error("could not record the end of crawl run %s: %s", self.run_id, exc)
         finally:
             await self.engine.dispose()

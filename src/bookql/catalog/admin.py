@@ -1,6 +1,11 @@
 """Administrators' corrections to the catalogue, validated, each price change recorded.
 
 Deleting a book marks it removed (its price history and predictions keep pointing at it).
+Every change reads the row it changes locked, in its write transaction (``FOR UPDATE`` on
+PostgreSQL; SQLite's write transactions begin ``IMMEDIATE``), and takes its time and
+derived values (the shown price) after the lock: concurrent edits apply one after the
+other, and the newest price point is always the book as it is. A ``version`` given by the
+client must be the row's current one, else the edit is ``CONFLICT`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -127,9 +132,9 @@ class CatalogueAdmin:
         values.setdefault("image_url", "")
         values.setdefault("product_url", "")
         _check_prices(values)
-        now = utcnow()
         try:
             async with async_write_transaction(self.engine) as conn:
+                now = utcnow()
                 result = await conn.execute(
                     books.insert()
                     .values(upc=upc, first_seen_at=now, last_seen_at=now, **values)
@@ -147,12 +152,15 @@ class CatalogueAdmin:
         except IntegrityError:
             raise Conflict(f"a book with UPC {upc!r} exists already", field="upc") from None
 
-    async def update_book(self, upc: str, changes: BookChanges) -> Row[Any]:
+    async def update_book(
+        self, upc: str, changes: BookChanges, *, version: int | None = None
+    ) -> Row[Any]:
         changes.validate()
         values = changes.columns()
-        now = utcnow()
         async with async_write_transaction(self.engine) as conn:
-            current = await _book_by_upc(conn, upc)
+            current = await _locked_book(conn, upc)
+            _expect_version("book", current.version, version)
+            now = utcnow()  # after the lock: price points follow the order of the writes
             merged = {**current._asdict(), **values}
             if any(
                 name in values
@@ -176,9 +184,10 @@ class CatalogueAdmin:
                 await _set_description(conn, current.id, changes.description)
             return await _book(conn, current.id)
 
-    async def delete_book(self, upc: str) -> Row[Any]:
+    async def delete_book(self, upc: str, *, version: int | None = None) -> Row[Any]:
         async with async_write_transaction(self.engine) as conn:
-            current = await _book_by_upc(conn, upc)
+            current = await _locked_book(conn, upc)
+            _expect_version("book", current.version, version)
             if current.removed_at is None:
                 await conn.execute(
                     update(books).where(books.c.id == current.id).values(removed_at=utcnow())
@@ -198,26 +207,26 @@ class CatalogueAdmin:
             raise Conflict("a category with that name or slug exists already") from None
 
     async def update_category(
-        self, category_id: int, name: str | None, slug: str | None
+        self, category_id: int, name: str | None, slug: str | None, *, version: int | None = None
     ) -> Row[Any]:
         values: dict[str, Any] = {}
         if name is not None:
             values["name"] = _text("name", name, limit=200)
         if slug is not None:
             values["slug"] = _checked_slug(slug)
+        by_id = categories.c.id == category_id
         try:
             async with async_write_transaction(self.engine) as conn:
-                statement = update(categories).where(categories.c.id == category_id)
-                if values:
-                    result = await conn.execute(statement.values(**values).returning(*categories.c))
-                else:
-                    result = await conn.execute(
-                        select(categories).where(categories.c.id == category_id)
-                    )
-                row = result.one_or_none()
-                if row is None:
+                current = (
+                    await conn.execute(select(categories).where(by_id).with_for_update())
+                ).one_or_none()
+                if current is None:
                     raise NotFound("no such category", field="id")
-                return row
+                _expect_version("category", current.version, version)
+                if values:
+                    await conn.execute(update(categories).where(by_id).values(**values))
+                # Read again, not RETURNING: on SQLite a trigger moves the version afterwards.
+                return (await conn.execute(select(categories).where(by_id))).one()
         except IntegrityError:
             raise Conflict("a category with that name or slug exists already") from None
 
@@ -242,11 +251,23 @@ async def _book(conn: AsyncConnection, book_id: int) -> Row[Any]:
     return cast("Row[Any]", result.one())
 
 
-async def _book_by_upc(conn: AsyncConnection, upc: str) -> Row[Any]:
-    row = (await conn.execute(select(books).where(books.c.upc == upc))).one_or_none()
+async def _locked_book(conn: AsyncConnection, upc: str) -> Row[Any]:
+    """The book's row, locked until the transaction ends (SQLite: the whole database is)."""
+    statement = select(books).where(books.c.upc == upc).with_for_update()
+    row = (await conn.execute(statement)).one_or_none()
     if row is None:
         raise NotFound(f"no book with UPC {upc!r}", field="id")
     return row
+
+
+def _expect_version(what: str, current: int, expected: int | None) -> None:
+    if expected is not None and expected != current:
+        raise Conflict(
+            f"the {what} changed since version {expected} (it is at version {current}):"
+            " read it again and redo the edit",
+            field="version",
+            currentVersion=current,
+        )
 
 
 async def _record_price(

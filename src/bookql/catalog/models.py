@@ -3,13 +3,17 @@
 Books are keyed by UPC (titles are not unique). Money is integer pence: SQLite has no
 exact decimal type. Descriptions live in a side table so that scans and aggregates over
 ``books`` do not wade through kilobytes of text per row.
+
+``version`` (books and categories) is moved by the database's own triggers (migration 0009)
+whenever a row's content changes, whoever writes it: clients send it back to have a stale
+edit refused. No write path sets it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from bookql.db.base import metadata, table_of
@@ -31,12 +35,17 @@ __all__ = [
 TITLE_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 
 
+def _version_column() -> Column[int]:
+    return Column(Integer, nullable=False, server_default=text("1"))
+
+
 class CategoryRow(SQLModel, table=True):
     __tablename__ = "categories"
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
     slug: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    version: int = Field(default=1, sa_column=_version_column())
 
 
 class BookRow(SQLModel, table=True):
@@ -78,6 +87,7 @@ class BookRow(SQLModel, table=True):
     first_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     last_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     removed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    version: int = Field(default=1, sa_column=_version_column())
 
 
 class BookDescriptionRow(SQLModel, table=True):

@@ -30,6 +30,7 @@ BOOK_COLUMNS = (
     books.c.first_seen_at,
     books.c.last_seen_at,
     books.c.removed_at,
+    books.c.version,
 )
 
 SITE_ORDER = Ordering("site", (SortColumn(books.c.id),))

@@ -1,7 +1,10 @@
 """Writing the catalogue: categories by name, books by UPC, in batches, idempotently.
 
 ``insert_missing_books`` (the seed) never touches a stored book; ``upsert_books`` (a crawl)
-refreshes what it saw and records price changes.
+refreshes what it saw and records price changes, reading the stored rows it compares with
+locked (``FOR UPDATE`` on PostgreSQL, the ``IMMEDIATE`` write transaction on SQLite) and
+taking its time after the lock, so an administrator's edit in between is neither missed in
+the counts nor left newer in the price history than the book.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookql.catalog.models import books, categories, descriptions, price_points
 from bookql.catalog.records import BookRecord
 from bookql.catalog.slugs import slugify
+from bookql.db.types import utcnow
 from bookql.db.upsert import insert_for
 
 BATCH_SIZE = 500
@@ -145,12 +149,11 @@ _PRICED = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availab
 async def upsert_books(
     conn: AsyncConnection,
     records: Sequence[BookRecord],
-    now: datetime,
     category_ids: dict[str, int] | None = None,
 ) -> UpsertCounts:
     """Store what a crawl saw, keyed by UPC, in one ``INSERT … ON CONFLICT`` per batch.
 
-    Every book seen gets ``last_seen_at = now`` (and loses ``removed_at``: it is back); a
+    Every book seen gets ``last_seen_at`` now (and loses ``removed_at``: it is back); a
     changed price or stock adds a price point; ``first_seen_at`` never moves. A caller
     storing many batches passes ``category_ids`` to keep the category ids it has learnt.
     """
@@ -165,8 +168,11 @@ async def upsert_books(
         select(books, descriptions.c.description)
         .select_from(books.outerjoin(descriptions, descriptions.c.book_id == books.c.id))
         .where(books.c.upc.in_(latest))
+        .order_by(books.c.id)  # one lock order for every writer: no deadlock between them
+        .with_for_update(of=books)
     )
     existing = {row.upc: row for row in existing_rows}
+    now = utcnow()  # after the locks: the price points follow the order of the writes
     values = [_book_values(r, category_ids[r.category], now) for r in latest.values()]
     new = updated = unchanged = 0
     priced_upcs: list[str] = []

@@ -4,6 +4,10 @@ The ``active_slot`` column is unique and set only while a run is queued or runni
 database itself refuses a second active crawl, however many processes ask at once. A run
 queued from the API belongs to a job (``job_id``): if its crawler dies, the job retries or
 fails it; a run started by hand is failed by the next crawl once its process is gone.
+
+Every change is one conditional ``UPDATE``: a crawler writes its run only while the run is
+RUNNING under its own host and pid, so a crawler whose run was failed, or given to another
+attempt, changes nothing (``RunLost`` when it tries to finish it).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import ColumnElement, Row, and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -40,6 +44,23 @@ class RunCounts:
 class CrawlAlreadyRunning(Conflict):
     def __init__(self) -> None:
         super().__init__("a crawl is already queued or running: wait for it to finish")
+
+
+class RunLost(Exception):
+    """This process no longer runs the crawl run: it was failed, or another attempt took it."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"crawl run {run_id} is no longer this process's to finish")
+
+
+def _owned(run_id: int) -> ColumnElement[bool]:
+    """The run, while this process (host and pid) runs it."""
+    return and_(
+        crawl_runs.c.id == run_id,
+        crawl_runs.c.status == CrawlStatus.RUNNING.value,
+        crawl_runs.c.host == socket.gethostname(),
+        crawl_runs.c.pid == os.getpid(),
+    )
 
 
 async def create_run(
@@ -118,11 +139,13 @@ async def start_run(engine: AsyncEngine, run_id: int) -> Row[Any]:
     return row
 
 
-async def record_progress(engine: AsyncEngine, run_id: int, counts: RunCounts) -> None:
+async def record_progress(engine: AsyncEngine, run_id: int, counts: RunCounts) -> bool:
+    """The counts so far; False when the run is no longer this process's."""
     async with async_write_transaction(engine) as conn:
-        await conn.execute(
-            update(crawl_runs).where(crawl_runs.c.id == run_id).values(**asdict(counts))
+        result = await conn.execute(
+            update(crawl_runs).where(_owned(run_id)).values(**asdict(counts))
         )
+    return bool(result.rowcount)
 
 
 async def finish_run(
@@ -134,9 +157,10 @@ async def finish_run(
     complete: bool,
     message: str | None = None,
 ) -> None:
-    await conn.execute(
+    """End this process's run; ``RunLost`` (roll back) when it is no longer this process's."""
+    result = await conn.execute(
         update(crawl_runs)
-        .where(crawl_runs.c.id == run_id)
+        .where(_owned(run_id))
         .values(
             status=status.value,
             active_slot=None,
@@ -146,6 +170,8 @@ async def finish_run(
             **asdict(counts),
         )
     )
+    if not result.rowcount:
+        raise RunLost(run_id)
 
 
 async def fail_orphans(engine: AsyncEngine) -> int:

@@ -2,7 +2,9 @@
 
 A training is TRAINING from the moment it is asked for until it is READY or FAILED; its job
 may wait in the queue, run, or be retried in the meantime. ``host`` and ``pid`` name the
-worker process of the latest attempt.
+worker process of the latest attempt. One training at a time: asking checks for a TRAINING
+one under a lock that the next asker waits for (the table's, on PostgreSQL; SQLite's write
+transaction), and every later change is an ``UPDATE`` conditioned on the status.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import socket
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.api.errors import Conflict
@@ -35,6 +37,9 @@ async def queue_training(
 ) -> Row[Any]:
     """A new TRAINING version and the job that trains it; ``Conflict`` while one is training."""
     async with async_write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # No row to lock when none is training: lock out other askers (readers still pass).
+            await conn.execute(text("LOCK TABLE model_trainings IN SHARE ROW EXCLUSIVE MODE"))
         running = await conn.execute(
             select(model_trainings.c.version).where(model_trainings.c.status == TRAINING)
         )

@@ -51,11 +51,21 @@ class UpdateBookInput:
     description: str | None = strawberry.UNSET
     image_url: str | None = strawberry.UNSET
     product_url: str | None = strawberry.UNSET
+    version: int | None = strawberry.field(
+        default=None,
+        description="The book's `version` as you read it: if it has changed since, nothing"
+        " changes and the error is CONFLICT. Leave it out to write regardless.",
+    )
 
 
 @strawberry.input
 class DeleteBookInput:
     id: strawberry.ID
+    version: int | None = strawberry.field(
+        default=None,
+        description="The book's `version` as you read it: if it has changed since, nothing"
+        " changes and the error is CONFLICT. Leave it out to write regardless.",
+    )
 
 
 @strawberry.input
@@ -69,6 +79,11 @@ class UpdateCategoryInput:
     id: strawberry.ID
     name: str | None = None
     slug: str | None = None
+    version: int | None = strawberry.field(
+        default=None,
+        description="The category's `version` as you read it: if it has changed since, nothing"
+        " changes and the error is CONFLICT. Leave it out to write regardless.",
+    )
 
 
 @strawberry.type
@@ -84,7 +99,7 @@ class CategoryPayload:
 def _refuse_nulls(input: UpdateBookInput) -> None:
     """Leave a field out to keep it; only the description may be set to null."""
     for name, value in vars(input).items():
-        if value is None and name != "description":
+        if value is None and name not in ("description", "version"):
             field = "".join(
                 part.capitalize() if i else part for i, part in enumerate(name.split("_"))
             )
@@ -160,7 +175,7 @@ class CatalogMutation:
                 setattr(changes, attribute, pence(name, value))  # type: ignore[arg-type]
         if _given(input.category):
             changes.category_id = await _category_id(info, input.category)  # type: ignore[arg-type]
-        row = await _admin(info).update_book(upc, changes)
+        row = await _admin(info).update_book(upc, changes, version=input.version)
         return BookPayload(book=Book.from_row(row))
 
     @strawberry.mutation(
@@ -168,7 +183,9 @@ class CatalogMutation:
         permission_classes=ADMIN,
     )
     async def delete_book(self, info: Info, input: DeleteBookInput) -> BookPayload:
-        row = await _admin(info).delete_book(expect_global_id(input.id, "Book"))
+        row = await _admin(info).delete_book(
+            expect_global_id(input.id, "Book"), version=input.version
+        )
         return BookPayload(book=Book.from_row(row))
 
     @strawberry.mutation(permission_classes=ADMIN)
@@ -180,6 +197,6 @@ class CatalogMutation:
     async def update_category(self, info: Info, input: UpdateCategoryInput) -> CategoryPayload:
         key = expect_global_id(input.id, "Category")
         row = await _admin(info).update_category(
-            int(key) if key.isdigit() else -1, input.name, input.slug
+            int(key) if key.isdigit() else -1, input.name, input.slug, version=input.version
         )
         return CategoryPayload(category=Category.from_row(row))

@@ -56,6 +56,11 @@ class PricePoint:
 class Category(Node):
     name: str
     slug: str = strawberry.field(description="The name, lower case and hyphenated; unique.")
+    version: int = strawberry.field(
+        description="Grows whenever the name or slug changes, whoever changes them. Send it"
+        " back with an update: if the category changed since you read it, the update is"
+        " refused (CONFLICT). Compare versions, never compute them."
+    )
     pk: strawberry.Private[int]
 
     @classmethod
@@ -64,6 +69,7 @@ class Category(Node):
             id=strawberry.ID(to_global_id("Category", row.id)),
             name=row.name,
             slug=row.slug,
+            version=row.version,
             pk=row.id,
         )
 
@@ -114,6 +120,12 @@ class Book(Node):
     removed_at: datetime | None = strawberry.field(
         description="When the book vanished from the site (or was deleted); null while listed."
     )
+    version: int = strawberry.field(
+        description="Grows whenever the book's content (any field but lastSeenAt, description"
+        " included) changes, whoever changes it: an administrator, a crawl, an import. Send it"
+        " back with an update: if the book changed since you read it, the update is refused"
+        " (CONFLICT). Compare versions, never compute them."
+    )
     pk: strawberry.Private[int]
     category_pk: strawberry.Private[int]
 
@@ -139,6 +151,7 @@ class Book(Node):
             first_seen_at=row.first_seen_at,
             last_seen_at=row.last_seen_at,
             removed_at=row.removed_at,
+            version=row.version,
             pk=row.id,
             category_pk=row.category_id,
         )

@@ -54,6 +54,7 @@ BOOK_VALUES: dict[str, ColumnValue] = {
     "firstSeenAt": lambda c: timestamp(c, books.c.first_seen_at),
     "lastSeenAt": lambda c: timestamp(c, books.c.last_seen_at),
     "removedAt": lambda c: timestamp(c, books.c.removed_at),
+    "version": lambda c: c.value(books.c.version),
     "description": lambda c: c.value(descriptions.c.description),
 }
 
@@ -61,6 +62,7 @@ CATEGORY_VALUES: dict[str, ColumnValue] = {
     "id": lambda c: global_id("Category", c, categories.c.id),
     "name": lambda c: c.value(categories.c.name),
     "slug": lambda c: c.value(categories.c.slug),
+    "version": lambda c: c.value(categories.c.version),
 }
 
 PRICE_POINT_VALUES: dict[str, Getter] = {
