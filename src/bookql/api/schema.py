@@ -68,7 +68,7 @@ NODE_LOADERS: dict[str, NodeLoader] = {
 
 @strawberry.type
 class Query(CatalogQuery, AccountsQuery, CrawlsQuery, MlQuery):
-    @strawberry.field(description="Any object by its global id; null when there is none.")
+    @strawberry.field(description="Any object by its global id; null when the caller may see none.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, key = from_global_id(id)
         loader = NODE_LOADERS.get(type_name)
