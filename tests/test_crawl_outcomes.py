@@ -11,6 +11,7 @@ All against the local mirror, on both databases.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -24,17 +25,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.api.errors import BadUserInput
 from bookql.core.processes import process_alive
+from bookql.crawls.job import CRAWL_JOB
 from bookql.crawls.launcher import checked_start_url
+from bookql.crawls.models import CrawlStatus
+from bookql.crawls.runs import create_run
+from bookql.db.engine import create_async_db_engine
+from bookql.jobs.queue import enqueue
 from tests.admin_session import admin_session
 from tests.conftest import ScratchDatabase, error_codes
 from tests.crawling import CRAWLER, Stored, crawl_command, run_crawl
 from tests.crawling import crawl_env as command_env
 from tests.mirror import MirrorSite
 from tests.test_crawl_api import crawl_env, enqueue_crawl, small_site
-from tests.workers import Tables, start_worker, wait_until
+from tests.workers import Tables, running_worker, start_worker, wait_until
 
 INVALID_PORTS = ["70000", "65536", "abc", "-1", "0"]
 
@@ -229,3 +236,37 @@ def test_the_die_with_parent_hook_is_linux_only() -> None:
 
     hook = die_with_parent()
     assert (hook is not None) == sys.platform.startswith("linux")
+
+
+def test_a_queued_crawl_that_could_not_start_failed_with_its_reason(
+    empty_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """A run queued past the checks (an older release, a hand-written row) fails, saying why."""
+    env = crawl_env(empty_db, job_max_attempts="1")
+
+    async def queue_bad_run() -> int:
+        engine = create_async_db_engine(empty_db.settings())
+        try:
+
+            async def job(conn: AsyncConnection, run_id: int) -> int:
+                return await enqueue(conn, CRAWL_JOB, {"run_id": run_id}, max_attempts=1)
+
+            run = await create_run(
+                engine, "http://127.0.0.1:70000/", status=CrawlStatus.QUEUED, queue=job
+            )
+            return int(run.id)
+        finally:
+            await engine.dispose()
+
+    run_id = asyncio.run(queue_bad_run())
+    tables = Tables(empty_db)
+    try:
+        with running_worker(env, tmp_path / "worker.log"):
+            run: Any = wait_until(
+                lambda: (r := tables.run(run_id)).status not in ("QUEUED", "RUNNING") and r,
+                "the run to end",
+            )
+    finally:
+        tables.close()
+    assert (run.status, run.pages, run.items) == ("FAILED", 0, 0)
+    assert "start_url has an invalid port" in run.message

@@ -37,6 +37,7 @@ RUN_ID_VARIABLE = "BOOKQL_CRAWL_RUN_ID"
 FOLLOW_SECONDS = 1.0  # how often the run's counts become the job's progress
 STOP_SECONDS = 15.0  # a stopped crawler's time to store what it has before it is killed
 PREVIOUS_CRAWLER_SECONDS = 30.0  # how long an attempt waits for the last one's crawler to go
+LOG_TAIL_BYTES = 2_000  # of a crawler's log, read for why it stopped
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -99,7 +100,11 @@ class CrawlJob:
             raise
         run = await get_run(self.engine, run_id)
         if run is not None and run.status in ACTIVE:
-            raise RuntimeError(f"the crawler exited (status {code}) without finishing the run")
+            last = await asyncio.to_thread(self._last_log_line, run_id)
+            raise RuntimeError(
+                f"the crawler exited (status {code}) without finishing the run"
+                + (f": {last}" if last else "")
+            )
         if run is not None and run.status == CrawlStatus.FAILED.value:
             raise PermanentJobError(run.message or "the crawl failed")
 
@@ -181,7 +186,21 @@ class CrawlJob:
             flags += ["-s", f"{name}={value}"]
         return flags
 
+    def _log_path(self, run_id: int) -> Path:
+        return self.settings.data_dir / "crawls" / f"run-{run_id}.log"
+
     def _open_log(self, run_id: int) -> BinaryIO:
-        logs = self.settings.data_dir / "crawls"
-        logs.mkdir(parents=True, exist_ok=True)
-        return open(logs / f"run-{run_id}.log", "ab")
+        path = self._log_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")
+
+    def _last_log_line(self, run_id: int) -> str | None:
+        """The crawler's last word (a crawler that could not start says why there)."""
+        try:
+            with self._log_path(run_id).open("rb") as log_file:
+                log_file.seek(0, os.SEEK_END)
+                log_file.seek(max(0, log_file.tell() - LOG_TAIL_BYTES))
+                lines = log_file.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return None
+        return lines[-1][:LOG_TAIL_BYTES] if lines else None
