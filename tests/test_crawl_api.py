@@ -210,10 +210,11 @@ def test_a_crawl_survives_its_workers(
 
         doomed = start_worker(env, workers_log)
         wait_until(lambda: tables.run(run_id).status == "RUNNING", "the second attempt")
+        crawler = tables.run(run_id).pid
         doomed.kill()
         doomed.wait()
         log = crawl_log / f"run-{run_id}.log"
-        wait_until(lambda: "interrupted (worker_lost)" in log.read_text(), "the crawler to stop")
+        wait_until(lambda: not process_alive(crawler), "the crawler to die with its worker")
         assert tables.run(run_id).status == "RUNNING"  # left to its job
 
         with running_worker(env, workers_log):

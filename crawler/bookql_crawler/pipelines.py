@@ -35,6 +35,7 @@ from bookql.crawls.runs import (
     fail_orphans,
     finish_run,
     record_progress,
+    run_status,
     start_run,
 )
 from bookql.db.engine import async_write_transaction, create_async_db_engine
@@ -48,6 +49,7 @@ MAX_FAILED_FLUSHES = 3
 BACKLOG_BATCHES = 4  # buffered batches before the crawl waits for the database
 PROGRESS_INTERVAL_SECONDS = 1.0  # crawlProgress needs no more than this
 PARENT_CHECK_SECONDS = 1.0
+WORKER_LOST_EXIT_SECONDS = 5.0  # off Linux: how long a crawler outlives its worker at most
 WORKER_LOST = "worker_lost"
 INTERRUPTED = frozenset({"shutdown", WORKER_LOST})  # a job's run stays open after these
 
@@ -185,12 +187,11 @@ class DatabasePipeline:
             and reason == "finished"
             and stats.get("bookql/listing_complete", 0) == 1
             and stats.get("bookql/failed_requests", 0) == 0
+            and stats.get("bookql/offsite_redirects", 0) == 0
             and stats.get("item_dropped_count", 0) == 0
         )
-        status = (
-            CrawlStatus.SUCCEEDED
-            if stored_everything and reason == "finished"
-            else CrawlStatus.FAILED
+        status = run_status(
+            stored_everything=stored_everything, stored=self.stored, complete=complete
         )
         try:
             async with async_write_transaction(self.engine) as conn:
@@ -239,6 +240,8 @@ class DatabasePipeline:
                 break
         log.error("the worker that started this crawl is gone; stopping")
         await self._stop(WORKER_LOST)
+        # the next attempt must not find this crawler still writing: a bounded goodbye
+        asyncio.get_running_loop().call_later(WORKER_LOST_EXIT_SECONDS, os._exit, 1)
 
     async def _stop(self, reason: str) -> None:
         self.stop_reason = self.stop_reason or reason
@@ -270,18 +273,27 @@ class DatabasePipeline:
             unchanged_books=self.counts.unchanged,
             removed_books=removed,
             dropped=int(stats.get("item_dropped_count", 0)),
-            errors=int(stats.get("bookql/failed_requests", 0)) + self.write_errors,
+            errors=int(stats.get("bookql/failed_requests", 0))
+            + int(stats.get("bookql/offsite_redirects", 0))
+            + self.write_errors,
         )
 
     def _message(self, reason: str, stored_everything: bool, complete: bool) -> str | None:
         stats = self._stats()
         problems = []
+        if not self.stored:
+            first = stats.get("bookql/first_error")
+            problems.append("nothing was stored" + (f": {first}" if first else ""))
         if reason != "finished":
             problems.append(f"stopped: {reason}")
         if not stored_everything:
             problems.append(f"{len(self.buffer)} books could not be stored")
         if stats.get("bookql/failed_requests"):
             problems.append(f"{stats['bookql/failed_requests']} pages could not be fetched")
+        if stats.get("bookql/offsite_redirects"):
+            problems.append(
+                f"{stats['bookql/offsite_redirects']} pages redirected off the site, not followed"
+            )
         if stats.get("item_dropped_count"):
             reasons = sorted(
                 f"{key.removeprefix('bookql/dropped/')} x{value}"

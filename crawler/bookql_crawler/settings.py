@@ -24,6 +24,10 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 RETRY_ENABLED = True
 RETRY_TIMES = 2  # a page answering 5xx is tried three times in all
 
+DOWNLOADER_MIDDLEWARES = {  # the offsite filter, reporting the pages it drops to the spider
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    "bookql_crawler.middlewares.ReportedOffsiteMiddleware": 50,
+}
 ITEM_PIPELINES = {
     "bookql_crawler.pipelines.ValidationPipeline": 100,
     "bookql_crawler.pipelines.DatabasePipeline": 800,

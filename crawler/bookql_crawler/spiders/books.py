@@ -35,6 +35,12 @@ class BooksSpider(scrapy.Spider):
             parts.scheme != "file" and not parts.hostname
         ):
             raise ValueError(f"start_url must be an http(s) URL, not {self.start_url!r}")
+        try:
+            port = parts.port  # out of range or not a number: refused here, not fetched
+        except ValueError as invalid:
+            raise ValueError(f"start_url has an invalid port: {invalid}") from None
+        if port == 0:
+            raise ValueError("start_url has an invalid port: 0")
         if parts.hostname:
             self.allowed_domains = [parts.hostname]
 
@@ -106,8 +112,27 @@ class BooksSpider(scrapy.Spider):
     def listing_failed(self, failure: Failure) -> None:
         self._count("failed_requests")
         self._count("failed_listings")
+        self._first_error(f"a listing page could not be fetched: {failure.getErrorMessage()}")
         self.logger.error("listing page failed: %s", failure.getErrorMessage())
 
     def product_failed(self, failure: Failure) -> None:
         self._count("failed_requests")
+        self._first_error(f"a product page could not be fetched: {failure.getErrorMessage()}")
         self.logger.error("product page failed: %s", failure.getErrorMessage())
+
+    def offsite_dropped(self, request: scrapy.Request) -> None:
+        """A page of ours that redirected off the site (``ReportedOffsiteMiddleware``)."""
+        if request.callback not in (self.parse, self.parse_book):
+            return  # robots.txt, which Scrapy fetches for itself
+        host = urlsplit(request.url).hostname or ""
+        self._count("offsite_redirects")
+        if request.callback == self.parse:
+            self._count("failed_listings")
+        self._first_error(f"a page redirected off the site, to {host!r}, and was not followed")
+        self.logger.error("page redirected off the site: %s", request.url)
+
+    def _first_error(self, message: str) -> None:
+        """What went wrong first: the run's reason when nothing could be stored."""
+        assert self.crawler.stats is not None
+        if self.crawler.stats.get_value("bookql/first_error") is None:
+            self.crawler.stats.set_value("bookql/first_error", message)

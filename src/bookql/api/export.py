@@ -2,7 +2,9 @@
 
 ``format`` is ``jsonl`` (default), ``csv`` or ``parquet``; ``after`` resumes from a cursor
 given by the ``trainingData`` subscription; ``batchSize`` sets the read (and Parquet row
-group) size. Errors are found before the first byte is sent, and answer with a status and
+group) size; ``spreadsheetSafe=true`` (CSV only) neutralises cells a spreadsheet would take
+for formulas (OWASP), where the default keeps raw values. Errors are found before the first
+byte is sent, and answer with a status and
 the same ``errors[].extensions.code`` body as GraphQL.
 """
 
@@ -65,7 +67,16 @@ class TrainingDataExport:
         size = params.get("batchSize", str(DEFAULT_BATCH_SIZE))
         if not size.isdigit():
             raise BadUserInput("`batchSize` must be a whole number", field="batchSize")
-        pieces = stream_file(self.data, file_format, after=after, batch_size=int(size))
+        safe = params.get("spreadsheetSafe", "false").lower()
+        if safe not in ("true", "false"):
+            raise BadUserInput("`spreadsheetSafe` must be true or false", field="spreadsheetSafe")
+        pieces = stream_file(
+            self.data,
+            file_format,
+            after=after,
+            batch_size=int(size),
+            spreadsheet_safe=safe == "true",
+        )
         try:  # a bad batch size or a full house fails here, not mid-file
             first = await anext(pieces)
         except StopAsyncIteration:  # nothing after `after`: an empty file

@@ -19,6 +19,7 @@ from bookql.api.context import Info
 from bookql.api.errors import ErrorCode, ErrorCodes
 from bookql.api.limits import Limits, QueryLimits, shape_rule
 from bookql.api.metrics import OperationMetrics, record_operation
+from bookql.api.operation_choice import OneOperation
 from bookql.api.relay import Node, from_global_id
 from bookql.catalog.graphql.mutations import CatalogMutation
 from bookql.catalog.graphql.schema import CatalogQuery, load_book, load_category
@@ -68,7 +69,7 @@ NODE_LOADERS: dict[str, NodeLoader] = {
 
 @strawberry.type
 class Query(CatalogQuery, AccountsQuery, CrawlsQuery, MlQuery):
-    @strawberry.field(description="Any object by its global id; null when there is none.")
+    @strawberry.field(description="Any object by its global id; null when the caller may see none.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, key = from_global_id(id)
         loader = NODE_LOADERS.get(type_name)
@@ -121,6 +122,7 @@ def build_schema(settings: Settings | None = None) -> BookQLSchema:
     extensions: list[Any] = [
         OperationMetrics,  # outermost: it counts what ErrorCodes has coded
         ErrorCodes,  # it tags what the extensions after it report
+        OneOperation,
         lambda: QueryLimits(limits, shape),
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),

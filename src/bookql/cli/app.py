@@ -473,6 +473,13 @@ def export_training_data(
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
     file_format: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
     batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows per read.")] = 10_000,
+    spreadsheet_safe: Annotated[
+        bool,
+        typer.Option(
+            "--spreadsheet-safe",
+            help="CSV only: prefix ' to text cells a spreadsheet would run as formulas (OWASP).",
+        ),
+    ] = False,
 ) -> None:
     """Every listed book's features and price, as the API's export gives them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -486,6 +493,9 @@ def export_training_data(
     except ValueError:
         typer.echo("bookql: error: --format must be one of jsonl, csv, parquet", err=True)
         raise typer.Exit(code=2) from None
+    if spreadsheet_safe and chosen is not FileFormat.CSV:
+        typer.echo("bookql: error: --spreadsheet-safe applies to --format csv only", err=True)
+        raise typer.Exit(code=2)
     settings = get_settings()
     check_connection(create_sync_engine(settings))
     partial = output.with_name(f".{output.name}.partial")
@@ -500,7 +510,13 @@ def export_training_data(
             ) as progress:
                 task = progress.add_task("rows", total=await data.count())
                 with partial.open("wb") as file:
-                    pieces = stream_file(data, chosen, after=0, batch_size=batch_size)
+                    pieces = stream_file(
+                        data,
+                        chosen,
+                        after=0,
+                        batch_size=batch_size,
+                        spreadsheet_safe=spreadsheet_safe,
+                    )
                     async for piece, rows in pieces:
                         file.write(piece)
                         written += rows

@@ -1,18 +1,23 @@
 """The ``crawl`` job: run ``scrapy crawl books`` for a queued run and follow it to its end.
 
 The crawler is a child process of the worker (its own session, its log in the data dir).
-It watches its parent: if the worker dies, the crawler stops and leaves its run open, and
-the job, taken back by the queue when the worker's lease lapses, starts the run again. A
-crawl that ran to its end is never repeated: a run that finished, well or badly, ends the job.
+It dies with its worker: on Linux the kernel kills it the moment the worker dies (the
+parent-death signal), elsewhere it watches its parent and exits within seconds. Its run
+stays open, and the job, taken back by the queue when the worker's lease lapses, starts the
+run again, never beside a crawler of the last attempt. A crawl that ran to its end is never
+repeated: a run that finished (succeeded, partial or failed) ends the job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
+import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,6 +37,30 @@ RUN_ID_VARIABLE = "BOOKQL_CRAWL_RUN_ID"
 FOLLOW_SECONDS = 1.0  # how often the run's counts become the job's progress
 STOP_SECONDS = 15.0  # a stopped crawler's time to store what it has before it is killed
 PREVIOUS_CRAWLER_SECONDS = 30.0  # how long an attempt waits for the last one's crawler to go
+LOG_TAIL_BYTES = 2_000  # of a crawler's log, read for why it stopped
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A hook for the child, between fork and exec: the kernel kills it when we die.
+
+    SIGKILL, not a polite stop: a crawler whose worker is gone has no one to report to, and
+    the run restarts from scratch. The signal comes when the forking thread ends, which is
+    the event loop's (it forks), living as long as the worker. None off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now, not in the forked child
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the worker died before the request took effect
+            os._exit(1)
+
+    return hook
 
 
 def installed_crawler(settings: Settings) -> Path | None:
@@ -71,7 +100,11 @@ class CrawlJob:
             raise
         run = await get_run(self.engine, run_id)
         if run is not None and run.status in ACTIVE:
-            raise RuntimeError(f"the crawler exited (status {code}) without finishing the run")
+            last = await asyncio.to_thread(self._last_log_line, run_id)
+            raise RuntimeError(
+                f"the crawler exited (status {code}) without finishing the run"
+                + (f": {last}" if last else "")
+            )
         if run is not None and run.status == CrawlStatus.FAILED.value:
             raise PermanentJobError(run.message or "the crawl failed")
 
@@ -112,6 +145,7 @@ class CrawlJob:
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
 
     async def _follow(
@@ -152,7 +186,21 @@ class CrawlJob:
             flags += ["-s", f"{name}={value}"]
         return flags
 
+    def _log_path(self, run_id: int) -> Path:
+        return self.settings.data_dir / "crawls" / f"run-{run_id}.log"
+
     def _open_log(self, run_id: int) -> BinaryIO:
-        logs = self.settings.data_dir / "crawls"
-        logs.mkdir(parents=True, exist_ok=True)
-        return open(logs / f"run-{run_id}.log", "ab")
+        path = self._log_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")
+
+    def _last_log_line(self, run_id: int) -> str | None:
+        """The crawler's last word (a crawler that could not start says why there)."""
+        try:
+            with self._log_path(run_id).open("rb") as log_file:
+                log_file.seek(0, os.SEEK_END)
+                log_file.seek(max(0, log_file.tell() - LOG_TAIL_BYTES))
+                lines = log_file.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return None
+        return lines[-1][:LOG_TAIL_BYTES] if lines else None

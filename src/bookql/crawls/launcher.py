@@ -29,6 +29,12 @@ def checked_start_url(url: str, allowed_hosts: list[str]) -> str:
         raise BadUserInput("`startUrl` must be an http(s) URL", field="startUrl")
     if parts.username or parts.password:
         raise BadUserInput("`startUrl` must not carry credentials", field="startUrl")
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number: the crawl could fetch nothing
+        port = 0
+    if port == 0:
+        raise BadUserInput("`startUrl` has an invalid port (1-65535)", field="startUrl")
     if host not in allowed_hosts:
         raise BadUserInput(
             f"{host!r} is not an allowed crawl host (BOOKQL_CRAWL_ALLOWED_HOSTS)",

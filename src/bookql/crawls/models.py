@@ -16,6 +16,7 @@ class CrawlStatus(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
+    PARTIAL = "PARTIAL"  # books stored, but the crawl did not see the whole site
     FAILED = "FAILED"
 
 

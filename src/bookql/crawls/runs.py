@@ -41,6 +41,18 @@ class RunCounts:
     errors: int = 0
 
 
+def run_status(*, stored_everything: bool, stored: int, complete: bool) -> CrawlStatus:
+    """How a crawl that ran to its end went: ``SUCCEEDED`` only when it saw the whole site.
+
+    Nothing stored (the site unreachable, an off-host redirect, every page failed) or books
+    it could not store is ``FAILED``; books stored from an incomplete crawl (pages failed,
+    dropped or redirected away, the listing cut short, stopped early) is ``PARTIAL``.
+    """
+    if not stored_everything or stored == 0:
+        return CrawlStatus.FAILED
+    return CrawlStatus.SUCCEEDED if complete else CrawlStatus.PARTIAL
+
+
 class CrawlAlreadyRunning(Conflict):
     def __init__(self) -> None:
         super().__init__("a crawl is already queued or running: wait for it to finish")

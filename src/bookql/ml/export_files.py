@@ -1,7 +1,8 @@
 """The training data as a file: JSON Lines, CSV or Parquet, produced batch by batch.
 
 Shared by ``GET /export/training-data`` and ``bookql export training-data``, so the file a
-notebook downloads and the file an operator writes are the same bytes.
+notebook downloads and the file an operator writes are the same bytes. CSV keeps raw values
+(it is data for programs) unless the caller asks for spreadsheet-safe cells.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bookql.api.errors import BadUserInput
 from bookql.ml.training_data import COLUMNS, Chunk, Shape, TrainingData, csv_header
 
 _ARROW_TYPES = {
@@ -40,8 +42,12 @@ class FileFormat(StrEnum):
             FileFormat.PARQUET: "application/vnd.apache.parquet",
         }[self]
 
-    @property
-    def shape(self) -> Shape:
+    def shape(self, *, spreadsheet_safe: bool = False) -> Shape:
+        """How the rows are rendered; ``spreadsheet_safe`` (CSV only) neutralises formulas."""
+        if spreadsheet_safe:
+            if self is not FileFormat.CSV:
+                raise BadUserInput("`spreadsheetSafe` applies to CSV only", field="spreadsheetSafe")
+            return Shape.SPREADSHEET_CSV
         return {
             FileFormat.JSONL: Shape.OBJECTS,
             FileFormat.CSV: Shape.CSV,
@@ -69,9 +75,15 @@ async def file_bytes(
 
 
 async def stream_file(
-    data: TrainingData, file_format: FileFormat, *, after: int, batch_size: int
+    data: TrainingData,
+    file_format: FileFormat,
+    *,
+    after: int,
+    batch_size: int,
+    spreadsheet_safe: bool = False,
 ) -> AsyncIterator[tuple[bytes, int]]:
-    chunks = data.stream(file_format.shape, after=after, batch_size=batch_size)
+    shape = file_format.shape(spreadsheet_safe=spreadsheet_safe)
+    chunks = data.stream(shape, after=after, batch_size=batch_size)
     async for piece in file_bytes(chunks, file_format):
         yield piece
 

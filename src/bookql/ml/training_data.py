@@ -58,11 +58,16 @@ COLUMN_NAMES = tuple(column.name for column in COLUMNS)
 
 
 class Shape(StrEnum):
-    """How rows are written: JSON arrays (the subscription), JSON objects or CSV (files)."""
+    """How rows are written: JSON arrays (the subscription), JSON objects or CSV (files).
+
+    ``CSV`` keeps every value as stored (the export is data for programs); ``SPREADSHEET_CSV``
+    neutralises its text cells for spreadsheets, as OWASP's CSV injection guidance says.
+    """
 
     ARRAYS = "arrays"
     OBJECTS = "objects"
     CSV = "csv"
+    SPREADSHEET_CSV = "spreadsheet-csv"
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,8 @@ def render(rows: Sequence[Sequence[Any]], shape: Shape) -> bytes:
         return b"".join(
             orjson.dumps(dict(zip(COLUMN_NAMES, row, strict=True))) + b"\n" for row in rows
         )
-    return "".join(",".join(map(_csv_field, row)) + "\n" for row in rows).encode()
+    field = _spreadsheet_field if shape is Shape.SPREADSHEET_CSV else _csv_field
+    return "".join(",".join(map(field, row)) + "\n" for row in rows).encode()
 
 
 # Python's csv module, told that lines end in "\n", leaves a lone "\r" unquoted, and readers
@@ -288,6 +294,21 @@ def _csv_field(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# OWASP (CSV Injection): no text cell may begin with = + - @ tab or CR, which spreadsheets
+# read as a formula: such a cell gets a leading ' (inside the quotes, as in OWASP's
+# examples). Every text cell is quoted, so a separator or quote within it (a ";" where a
+# locale splits on it) cannot open a new cell. Numbers are numbers, never text: a negative
+# price or count stays as it is.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_field(value: Any) -> str:
+    if not isinstance(value, str):
+        return _csv_field(value)
+    guard = "'" if value.startswith(FORMULA_STARTS) else ""
+    return '"' + guard + value.replace('"', '""') + '"'
+
+
 # On PostgreSQL the database renders every line (one ``concat`` a row, each category once a
 # batch) and returns a whole batch as one text value with its row count and last book id:
 # Python does no work per row. Each batch is a keyset query (``book_id > last``) inside one
@@ -297,8 +318,13 @@ _NUMBERS = [*(f"f.{name}" for name in FEATURES[1:]), "(b.price_incl_tax_pence / 
 _CSV_QUOTED = (  # quoted only where CSV needs it, as _csv_field does
     "CASE WHEN {0} ~ E'[\",\\n\\r]' THEN '\"' || replace({0}, '\"', '\"\"') || '\"' ELSE {0} END"
 )
+_SPREADSHEET_QUOTED = (  # every text cell quoted, a formula's start guarded: _spreadsheet_field
+    "concat('\"', CASE WHEN left({0}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' END, "
+    "replace({0}, '\"', '\"\"'), '\"')"
+)
 _RENDER_TEXT = {Shape.ARRAYS: "to_json({0})::text", Shape.OBJECTS: "to_json({0})::text"}
 _RENDER_TEXT[Shape.CSV] = _CSV_QUOTED
+_RENDER_TEXT[Shape.SPREADSHEET_CSV] = _SPREADSHEET_QUOTED
 _BATCH = """SELECT max(book_id), count(*), string_agg(line, E'\\n' ORDER BY book_id)
 FROM (
     SELECT f.book_id, {line} AS line

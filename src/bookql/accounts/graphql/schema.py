@@ -23,7 +23,6 @@ from bookql.accounts.graphql.types import (
 )
 from bookql.accounts.models import Role, users
 from bookql.api.context import Info
-from bookql.api.errors import Forbidden
 from bookql.api.relay import (
     CursorArgument,
     PageArgument,
@@ -44,12 +43,15 @@ def _user_key(global_id: str) -> int:
 
 
 async def load_user_node(info: Info, key: str) -> User | None:
-    """``node`` for users: administrators see everyone, a user sees only themself."""
+    """``node`` for users: administrators see everyone, a user sees only themself.
+
+    Another user is null, exactly as a missing one (no read either way): no existence oracle.
+    """
     viewer = await info.context.auth.require_user()
     if not key.isdigit():
         return None
     if not viewer.is_admin and viewer.user_id != int(key):
-        raise Forbidden("only administrators may look up other users")
+        return None
     row = await info.context.accounts.user_by_id(int(key))
     return User.from_row(row) if row is not None else None
 

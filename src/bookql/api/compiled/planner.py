@@ -315,6 +315,8 @@ class Planner:
         document = self.rules.document(query)
         if document is None:
             return None
+        # None for several operations and no name, or a name naming none: request errors
+        # (GraphQL's GetOperation), which the standard path answers
         operation = get_operation_ast(document, operation_name)
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
