@@ -141,12 +141,11 @@ def over_websocket(http: TestClient, variable: str, value: str) -> dict[str, Any
             f'{{"id": "1", "type": "subscribe", "payload": {{"query": {query}, '
             f'"variables": {{"{variable}": {value}}}}}}}'
         )
+        code: int | None = None
         try:
             message = ws.receive_json()
         except WebSocketDisconnect as closed:
             code = closed.code
-        else:
-            code = None
         if code is not None:
             assert code == 4400  # deeper than any decoder reads: an unreadable message
             return None
