@@ -105,7 +105,7 @@ def test_the_sockets_of_one_address_and_of_the_process_are_capped(
         for ws in held:
             _opened(ws)
         with pytest.raises(WebSocketDenialResponse) as refused:
-            http.websocket_connect("/graphql", subprotocols=PROTOCOL).__enter__()
+            sockets.enter_context(http.websocket_connect("/graphql", subprotocols=PROTOCOL))
         assert refused.value.status_code == 429
         assert refused.value.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
         held[0].close()
@@ -120,7 +120,7 @@ def test_the_sockets_of_one_address_and_of_the_process_are_capped(
                 sockets.enter_context(http.websocket_connect("/graphql", subprotocols=PROTOCOL))
             )
         with pytest.raises(WebSocketDenialResponse) as refused:
-            http.websocket_connect("/graphql", subprotocols=PROTOCOL).__enter__()
+            sockets.enter_context(http.websocket_connect("/graphql", subprotocols=PROTOCOL))
         assert refused.value.status_code == 503
         assert refused.value.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
         assert http.get("/healthz").status_code == 200
