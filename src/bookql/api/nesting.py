@@ -29,24 +29,20 @@ class NestedTooDeeply(orjson.JSONDecodeError):
 
 def json_depth(value: Any, stop: int | None = None) -> int:
     """Levels of lists and objects in ``value``: a scalar is 0, ``[]`` is 1, ``{"a": [1]}``
-    is 2. Counting stops as soon as it passes ``stop``."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    is 2. Walked a level at a time, without recursion; counting stops past ``stop``."""
+    depth = 0
+    level = [value] if isinstance(value, dict | list) else []
+    while level:
         depth += 1
-        if depth > deepest:
-            deepest = depth
-            if stop is not None and deepest > stop:
-                return deepest
-        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
-    return deepest
+        if stop is not None and depth > stop:
+            return depth
+        below = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, dict | list):
+                    below.append(child)
+        level = below
+    return depth
 
 
 def variables_too_deep(variables: Any, limit: int) -> bool:
