@@ -126,3 +126,12 @@ def test_json_deeper_than_the_decoder_allows_closes_the_socket(http: TestClient)
             ws.receive_json()
         assert closed.value.code == 4400  # graphql-transport-ws: an unreadable message
     assert http.get("/healthz").status_code == 200
+
+
+def test_variable_refusals_reach_server_sent_event_clients(http: TestClient) -> None:
+    """Refusals of the variables come when execution starts: a stream carries them coded
+    (raised any earlier, they ended a server-sent stream empty)."""
+    sse = {"content-type": "application/json", "accept": "text/event-stream"}
+    for value in ('"x\\u0000"', nested(LIMIT + 1)):
+        streamed = http.post("/graphql", content=body(STREAM, "a", value), headers=sse)
+        assert refused(streamed) == ["BAD_USER_INPUT"], streamed.text[:300]

@@ -257,8 +257,6 @@ class QueryLimits(SchemaExtension):
                 f"the query is longer than {self.limits.max_bytes} bytes",
                 limit=self.limits.max_bytes,
             )
-        if has_unstorable_text(context.variables):
-            raise _unstorable_refused()
         context.parse_options["max_tokens"] = self.limits.max_tokens
         context.validation_rules = (*context.validation_rules, self.shape)
         yield
@@ -266,7 +264,7 @@ class QueryLimits(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
         # Before graphql-core coerces the variables; here rather than in on_operation,
-        # whose errors Strawberry's streaming transports do not catch.
+        # whose errors Strawberry's streaming transports (SSE, multipart) do not catch.
         if variables_too_deep(context.variables, self.limits.max_json_depth):
             raise GraphQLError(
                 variables_message(self.limits.max_json_depth),
@@ -275,6 +273,8 @@ class QueryLimits(SchemaExtension):
                     "limit": self.limits.max_json_depth,
                 },
             )
+        if has_unstorable_text(context.variables):
+            raise _unstorable_refused()
         document = context.graphql_document
         if document is not None:
             fragments = {
