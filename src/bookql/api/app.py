@@ -22,6 +22,8 @@ from bookql.api.health import healthz, readyz
 from bookql.api.metrics import JobsCollector, MetricsEndpoint, process_exited, watch_pool
 from bookql.api.middleware import RequestIdMiddleware, RequestLog, SizeLimits
 from bookql.api.schema import build_schema
+from bookql.api.slots import Kind, UserSlots
+from bookql.api.sockets import SocketLimits, SocketLimitSettings
 from bookql.api.view import GraphQLApp
 from bookql.core.config import Settings, get_settings
 from bookql.crawls.launcher import CrawlLauncher
@@ -43,6 +45,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     accounts = build_accounts(settings, engine, redis, blocking)
     crawls = CrawlLauncher(settings, engine)
     ml = PriceService(settings, engine, blocking)
+    user_slots = UserSlots(
+        redis,
+        {Kind.STREAM: settings.max_streams_per_user, Kind.EXPORT: settings.max_exports_per_user},
+        settings.stream_slot_lease_seconds,
+    )
     graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls, ml)
     watch_pool(engine.sync_engine, "async")
     watch_pool(blocking.engine, "blocking")
@@ -72,7 +79,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
-            Route("/export/training-data", TrainingDataExport(accounts, ml.training_data)),
+            Route(
+                "/export/training-data", TrainingDataExport(accounts, ml.training_data, user_slots)
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route(
@@ -92,11 +101,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 max_body_bytes=settings.max_request_bytes,
                 max_header_bytes=settings.max_header_bytes,
             ),
+            Middleware(
+                SocketLimits,
+                limits=SocketLimitSettings(
+                    max_connections=settings.ws_max_connections,
+                    max_per_address=settings.ws_max_connections_per_address,
+                    max_operations=settings.ws_max_subscriptions,
+                    idle_seconds=settings.ws_idle_timeout_seconds,
+                    max_json_depth=settings.max_json_depth,
+                ),
+            ),
         ],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.redis = redis
+    app.state.user_slots = user_slots
     app.state.ml = ml
     return app

@@ -149,6 +149,17 @@ class ErrorCodes(SchemaExtension):
                 _tag_parse_failure(error)
         result.errors = [self._finish(error) for error in result.errors]
 
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """The same for each result of a stream (SSE, multipart, WebSocket), which is sent
+        before ``on_operation`` resumes."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            if self.execution_context.graphql_document is None:
+                for error in errors:
+                    _tag_parse_failure(error)
+            result.errors = [self._finish(error) for error in errors]
+        yield
+
     def _finish(self, error: GraphQLError) -> GraphQLError:
         if error_code(error) is not None:
             return error

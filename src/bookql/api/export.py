@@ -11,6 +11,7 @@ the same ``errors[].extensions.code`` body as GraphQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -19,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from bookql.accounts.auth import RequestAuth
 from bookql.accounts.service import Accounts
 from bookql.api.errors import BadUserInput, BookQLError, ErrorCode, dependency_error
+from bookql.api.slots import Kind, UserSlots
 from bookql.api.view import error_response
 from bookql.ml.export_files import FileFormat, stream_file
 from bookql.ml.training_data import TrainingData, book_id_after
@@ -27,6 +29,7 @@ DEFAULT_BATCH_SIZE = 10_000
 STATUS = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.BAD_USER_INPUT: 400,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
@@ -34,11 +37,18 @@ STATUS = {
 
 
 class TrainingDataExport:
-    def __init__(self, accounts: Accounts, data: TrainingData) -> None:
+    def __init__(self, accounts: Accounts, data: TrainingData, slots: UserSlots) -> None:
         self.accounts = accounts
         self.data = data
+        self.slots = slots  # the caller's export slot is held until the response is done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with AsyncExitStack() as held:  # released however the response ends
+            await self._serve(scope, receive, send, held)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, held: AsyncExitStack
+    ) -> None:
         request = Request(scope, receive)
         if request.method != "GET":
             response: Response = error_response(
@@ -46,7 +56,7 @@ class TrainingDataExport:
             )
         else:
             try:
-                response = await self._respond(request)
+                response = await self._respond(request, held)
             except Exception as raised:
                 error = raised if isinstance(raised, BookQLError) else dependency_error(raised)
                 if error is None:
@@ -54,9 +64,10 @@ class TrainingDataExport:
                 response = error_response(STATUS.get(error.code, 400), error.message, error.code)
         await response(scope, receive, send)
 
-    async def _respond(self, request: Request) -> Response:
+    async def _respond(self, request: Request, held: AsyncExitStack) -> Response:
         auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"))
-        await auth.require_user()
+        viewer = await auth.require_user()
+        await held.enter_async_context(self.slots.hold(Kind.EXPORT, viewer.user_id))
         params = request.query_params
         try:
             file_format = FileFormat(params.get("format", FileFormat.JSONL.value))

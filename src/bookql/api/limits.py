@@ -1,5 +1,5 @@
 """Protection from abusive queries: size, tokens, depth, aliases, cost and time (and text no
-column can store).
+column can store, and variables nested too deeply).
 
 Depth and aliases are validation rules (they need no variables). Cost needs the variables,
 so it is checked when execution starts: every object a query may return counts once for
@@ -37,6 +37,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from bookql.api.errors import ErrorCode
+from bookql.api.nesting import variables_message, variables_too_deep
 from bookql.api.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 LIST_ESTIMATE = 50  # a plain list (categories, stats rows) is assumed this long
@@ -48,13 +49,18 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def has_unstorable_text(value: Any) -> bool:
-    """Whether any text in ``value`` holds a character no column can store."""
-    if isinstance(value, str):
-        return _UNSTORABLE.search(value) is not None
-    if isinstance(value, dict):
-        return any(has_unstorable_text(item) for item in value.values())
-    if isinstance(value, list):
-        return any(has_unstorable_text(item) for item in value)
+    """Whether any text in ``value`` holds a character no column can store (walked with a
+    stack, not recursion: nesting is bounded elsewhere, but a walk must not fail on it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -78,6 +84,7 @@ class Limits:
     max_depth: int
     max_aliases: int
     max_cost: int
+    max_json_depth: int = 32
 
 
 def _fields(
@@ -250,14 +257,24 @@ class QueryLimits(SchemaExtension):
                 f"the query is longer than {self.limits.max_bytes} bytes",
                 limit=self.limits.max_bytes,
             )
-        if has_unstorable_text(context.variables):
-            raise _unstorable_refused()
         context.parse_options["max_tokens"] = self.limits.max_tokens
         context.validation_rules = (*context.validation_rules, self.shape)
         yield
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
+        # Before graphql-core coerces the variables; here rather than in on_operation,
+        # whose errors Strawberry's streaming transports (SSE, multipart) do not catch.
+        if variables_too_deep(context.variables, self.limits.max_json_depth):
+            raise GraphQLError(
+                variables_message(self.limits.max_json_depth),
+                extensions={
+                    "code": ErrorCode.BAD_USER_INPUT.value,
+                    "limit": self.limits.max_json_depth,
+                },
+            )
+        if has_unstorable_text(context.variables):
+            raise _unstorable_refused()
         document = context.graphql_document
         if document is not None:
             fragments = {

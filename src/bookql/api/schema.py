@@ -117,6 +117,7 @@ def build_schema(settings: Settings | None = None) -> BookQLSchema:
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_query_aliases,
         max_cost=settings.max_query_cost,
+        max_json_depth=settings.max_json_depth,
     )
     shape = shape_rule(limits)
     extensions: list[Any] = [

@@ -42,6 +42,7 @@ from bookql.api.cors import OriginPolicy
 from bookql.api.errors import BookQLError, ErrorCode, error_code
 from bookql.api.graphiql import graphiql_page
 from bookql.api.middleware import request_id_of
+from bookql.api.nesting import NestedTooDeeply, decode_bounded, variables_too_deep
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
 from bookql.crawls.launcher import CrawlLauncher
@@ -84,16 +85,19 @@ def error_response(status: int, message: str, code: ErrorCode, **headers: str) -
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
-async def plain_operation(request: Request) -> tuple[str, dict[str, Any] | None, str | None] | None:
+async def plain_operation(
+    request: Request, max_json_depth: int
+) -> tuple[str, dict[str, Any] | None, str | None] | None:
     """Query, variables and operation name of a GET or JSON POST that Strawberry would take
-    as they are; None for anything else (which Strawberry answers, or refuses, itself)."""
+    as they are; None for anything else (which Strawberry answers, or refuses, itself),
+    including JSON nested deeper than ``max_json_depth`` allows."""
     data: Any
     if request.method == "POST":
         content_type = request.headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() != JSON:
             return None
         try:
-            data = orjson.loads(await request.body())
+            data = decode_bounded(await request.body(), max_json_depth)
         except orjson.JSONDecodeError:
             return None
     elif request.method == "GET":
@@ -101,7 +105,7 @@ async def plain_operation(request: Request) -> tuple[str, dict[str, Any] | None,
         try:
             for key in ("variables", "extensions"):
                 if key in data:
-                    data[key] = orjson.loads(data[key])
+                    data[key] = decode_bounded(data[key], max_json_depth)
         except orjson.JSONDecodeError:
             return None
     else:
@@ -114,6 +118,7 @@ async def plain_operation(request: Request) -> tuple[str, dict[str, Any] | None,
         or not isinstance(variables, dict | None)
         or not isinstance(name, str | None)
         or not isinstance(data.get("extensions"), dict | None)
+        or variables_too_deep(variables, max_json_depth)
     ):
         return None
     return query, variables, name
@@ -206,7 +211,7 @@ class GraphQLApp(GraphQL[Context, None]):
         accept = request.headers.get("accept")
         if accept is not None and any(stream in accept.lower() for stream in STREAMS):
             return None
-        operation = await plain_operation(request)
+        operation = await plain_operation(request, self.settings.max_json_depth)
         if operation is None:
             return None
         query, variables, operation_name = operation
@@ -287,11 +292,14 @@ class GraphQLApp(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses a lone surrogate ("\ud800"), which json.loads lets through: no column
         # can store one and no JSON encoder can echo it back in an error message.
-        return orjson.loads(data)
+        # Nesting is bounded here, before anything recursive walks the value (nesting.py).
+        return decode_bounded(data, self.settings.max_json_depth)
 
     def parse_json(self, data: str | bytes) -> Any:
         try:
             return self.decode_json(data)
+        except NestedTooDeeply as exc:
+            raise HTTPException(400, exc.msg) from None
         except orjson.JSONDecodeError as exc:
             raise HTTPException(400, f"the JSON could not be read: {exc}") from None
 

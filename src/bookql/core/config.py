@@ -233,6 +233,51 @@ class Settings(BaseSettings):
         description="proxies whose X-Forwarded-For is believed (comma-separated addresses "
         "or networks, `*` for any), passed to uvicorn; wins over FORWARDED_ALLOW_IPS",
     )
+    # Nesting, connection and stream limits: what one client may hold open or send.
+    max_json_depth: int = Field(
+        default=32,
+        ge=4,
+        le=200,
+        description="levels of lists and objects a variable's value may nest (a request "
+        "body: 3 more, for the batch, the operation and `variables`); deeper is BAD_USER_INPUT",
+    )
+    ws_max_connections: int = Field(
+        default=1_000, ge=1, description="WebSocket connections at once per process (503)"
+    )
+    ws_max_connections_per_address: int = Field(
+        default=20, ge=1, description="WebSocket connections at once per client address (429)"
+    )
+    ws_max_subscriptions: int = Field(
+        default=20,
+        ge=1,
+        le=1_000,
+        description="operations at once on one WebSocket; one more is RATE_LIMITED",
+    )
+    ws_idle_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="a WebSocket with no operation running and no message but pings for "
+        "this long is closed (1000)",
+    )
+    max_streams_per_user: int = Field(
+        default=4,
+        ge=1,
+        description="subscriptions one user may run at once (WebSocket, SSE, multipart), "
+        "across workers through Redis when configured",
+    )
+    max_exports_per_user: int = Field(
+        default=2,
+        ge=1,
+        description="`/export/training-data` downloads one user may run at once, across "
+        "workers through Redis when configured",
+    )
+    stream_slot_lease_seconds: float = Field(
+        default=30.0,
+        ge=2,
+        le=3_600,
+        description="a user's stream or export slot in Redis lapses unless its worker "
+        "renews it (every third of this): a killed worker's slots free themselves",
+    )
 
     @field_validator("crawl_allowed_hosts", mode="before")
     @classmethod

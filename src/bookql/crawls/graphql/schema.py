@@ -21,6 +21,7 @@ from bookql.api.relay import (
     expect_global_id,
     load_page,
 )
+from bookql.api.slots import per_user_stream
 from bookql.crawls.graphql.types import CrawlRun, CrawlRunConnection, CrawlRunEdge, StartCrawlInput
 from bookql.crawls.models import ACTIVE, crawl_runs
 from bookql.db.keyset import Ordering, SortColumn
@@ -96,6 +97,7 @@ class CrawlsSubscription:
     @strawberry.subscription(
         description="The run each time it changes, until it finishes.", permission_classes=ADMIN
     )
+    @per_user_stream
     async def crawl_progress(
         self, info: Info, run_id: strawberry.ID
     ) -> AsyncGenerator[CrawlRun, None]:

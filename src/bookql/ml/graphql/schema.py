@@ -23,6 +23,7 @@ from bookql.api.relay import (
     expect_global_id,
     load_page,
 )
+from bookql.api.slots import per_user_stream
 from bookql.catalog.graphql.types import Book
 from bookql.catalog.models import books, categories, descriptions
 from bookql.catalog.queries import BOOK_COLUMNS
@@ -372,6 +373,7 @@ class MlSubscription:
         description="Every listed book's features and price, in batches; `after` resumes.",
         permission_classes=SIGNED_IN,
     )
+    @per_user_stream
     async def training_data(
         self, info: Info, batch_size: int | None = DEFAULT_BATCH_SIZE, after: str | None = None
     ) -> AsyncGenerator[TrainingDataBatch, None]:
