@@ -9,13 +9,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Row, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.accounts.models import Role, refresh_tokens, users
+from bookql.accounts.models import Role, refresh_tokens, sessions, users
+from bookql.accounts.notices import Notice, NoticeBus
 from bookql.accounts.passwords import Passwords
 from bookql.accounts.throttle import LoginThrottle
 from bookql.accounts.tokens import InvalidToken, IssuedToken, TokenCodec, TokenType
@@ -42,6 +43,8 @@ class Viewer:
     user_id: int
     username: str
     role: Role
+    session_id: str
+    token_version: int
 
     @property
     def is_admin(self) -> bool:
@@ -67,6 +70,7 @@ class Accounts:
         *,
         blocking: BlockingDatabase,
         registration_open: bool,
+        notices: NoticeBus | None = None,
     ) -> None:
         self.engine = engine
         self.blocking = blocking
@@ -74,6 +78,7 @@ class Accounts:
         self.codec = codec
         self.throttle = throttle
         self.registration_open = registration_open
+        self.notices = notices
 
     def close(self) -> None:
         self.passwords.close()
@@ -116,27 +121,36 @@ class Accounts:
         async with self.engine.connect() as conn:
             return await _user(conn, user_id)
 
-    def _caller(self, user_id: int) -> Row[Any] | None:
-        """What a token check needs of its user, read on every signed-in request."""
+    def _caller(self, user_id: int, session_id: str) -> Row[Any] | None:
+        """What a token check needs of its user and session, read on every signed-in request."""
         with self.blocking.engine.connect() as conn:
-            return conn.execute(_CALLER, {"user_id": user_id}).one_or_none()
+            found = conn.execute(_CALLER, {"user_id": user_id, "session": session_id})
+            return cast("Row[Any] | None", found.one_or_none())
+
+    async def _publish(self, notice: Notice) -> None:
+        """Tell every process (live sockets and streams) that a user or session changed."""
+        if self.notices is not None:
+            await self.notices.publish(notice)
 
     async def set_role(self, user_id: int, role: Role) -> Row[Any]:
         async with async_write_transaction(self.engine) as conn:
             row = await _update(conn, user_id, role=role.value)
             await _keep_an_admin(conn)
+        await self._publish(Notice(row.id))
         return row
 
     async def set_active(self, user_id: int, active: bool) -> Row[Any]:
         """Deactivation ends every session at once: tokens check the user on every use."""
         async with async_write_transaction(self.engine) as conn:
             if active:
-                return await _update(conn, user_id, is_active=True)
-            row = await _update(
-                conn, user_id, is_active=False, token_version=users.c.token_version + 1
-            )
-            await _revoke_user_tokens(conn, user_id, "deactivated")
-            await _keep_an_admin(conn)
+                row = await _update(conn, user_id, is_active=True)
+            else:
+                row = await _update(
+                    conn, user_id, is_active=False, token_version=users.c.token_version + 1
+                )
+                await _revoke_user_tokens(conn, user_id, "deactivated")
+                await _keep_an_admin(conn)
+        await self._publish(Notice(row.id, token_version=row.token_version))
         return row
 
     # -- sessions ------------------------------------------------------------------------
@@ -195,6 +209,7 @@ class Accounts:
             else:
                 await _revoke_family(conn, claims.family_id or "", "reused")
         if live is None:  # outside the transaction, so that the revocation commits
+            await self._publish(Notice(claims.user_id, session=claims.family_id))
             raise Unauthenticated("refresh token expired, revoked or already used")
         if user is None or not user.is_active or user.token_version != claims.token_version:
             raise Unauthenticated("refresh token no longer valid")
@@ -212,6 +227,7 @@ class Accounts:
         claims = self._decode(token, TokenType.REFRESH)
         async with async_write_transaction(self.engine) as conn:
             await _revoke_family(conn, claims.family_id or "", "logout")
+        await self._publish(Notice(claims.user_id, session=claims.family_id))
 
     async def change_password(self, viewer: Viewer, current: str, new: str) -> Session:
         """Every other session ends; the caller gets a fresh one."""
@@ -230,14 +246,23 @@ class Accounts:
                 token_version=users.c.token_version + 1,
             )
             await _revoke_user_tokens(conn, viewer.user_id, "password changed")
+        await self._publish(Notice(user.id, token_version=user.token_version))
         return await self._start_session(user)
 
     async def authenticate(self, token: str) -> Viewer:
         claims = self._decode(token, TokenType.ACCESS)
-        user = await self.blocking.run(self._caller, claims.user_id)
+        user = await self.blocking.run(self._caller, claims.user_id, claims.family_id)
         if user is None or not user.is_active or user.token_version != claims.token_version:
             raise Unauthenticated("access token no longer valid")
-        return Viewer(user_id=user.id, username=user.username, role=Role(user.role))
+        if not user.session_live:
+            raise Unauthenticated("this session has ended: sign in again")
+        return Viewer(
+            user_id=user.id,
+            username=user.username,
+            role=Role(user.role),
+            session_id=claims.family_id,
+            token_version=claims.token_version,
+        )
 
     def _decode(self, token: str, kind: TokenType) -> Any:
         try:
@@ -252,9 +277,14 @@ class Accounts:
         self, user: Row[Any], *, family_id: str | None = None, now: datetime | None = None
     ) -> Session:
         now = now or utcnow()
+        new_session = family_id is None
         family_id = family_id or secrets.token_urlsafe(16)
         access = self.codec.issue(
-            TokenType.ACCESS, user_id=user.id, token_version=user.token_version, now=now
+            TokenType.ACCESS,
+            user_id=user.id,
+            token_version=user.token_version,
+            now=now,
+            family_id=family_id,
         )
         refresh = self.codec.issue(
             TokenType.REFRESH,
@@ -264,6 +294,10 @@ class Accounts:
             family_id=family_id,
         )
         async with async_write_transaction(self.engine) as conn:
+            if new_session:
+                await conn.execute(
+                    sessions.insert().values(family_id=family_id, user_id=user.id, created_at=now)
+                )
             await conn.execute(
                 refresh_tokens.insert().values(
                     jti=refresh.claims.jti,
@@ -277,7 +311,16 @@ class Accounts:
 
 
 _CALLER_COLUMNS = ("id", "username", "role", "is_active", "token_version")
-_CALLER = select(*(users.c[name] for name in _CALLER_COLUMNS)).where(
+_SESSION_LIVE = (
+    exists()
+    .where(
+        sessions.c.family_id == bindparam("session"),
+        sessions.c.user_id == users.c.id,
+        sessions.c.revoked_at.is_(None),
+    )
+    .label("session_live")
+)
+_CALLER = select(*(users.c[name] for name in _CALLER_COLUMNS), _SESSION_LIVE).where(
     users.c.id == bindparam("user_id")
 )
 
@@ -298,6 +341,11 @@ async def _update(conn: AsyncConnection, user_id: int, **values: Any) -> Row[Any
 
 
 async def _revoke_family(conn: AsyncConnection, family_id: str, reason: str) -> None:
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.family_id == family_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
     await conn.execute(
         update(refresh_tokens)
         .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))

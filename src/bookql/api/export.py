@@ -3,18 +3,21 @@
 ``format`` is ``jsonl`` (default), ``csv`` or ``parquet``; ``after`` resumes from a cursor
 given by the ``trainingData`` subscription; ``batchSize`` sets the read (and Parquet row
 group) size. Errors are found before the first byte is sent, and answer with a status and
-the same ``errors[].extensions.code`` body as GraphQL.
+the same ``errors[].extensions.code`` body as GraphQL. A download acts as its caller is now:
+when their session ends (logout, password change, deactivation) it stops at once and the
+connection is dropped, so the client sees an incomplete body rather than a short file.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from bookql.accounts.auth import RequestAuth
+from bookql.accounts.live import LiveSessions, SessionEnded, Stream
 from bookql.accounts.service import Accounts
 from bookql.api.errors import BadUserInput, BookQLError, ErrorCode, dependency_error
 from bookql.api.view import error_response
@@ -32,9 +35,12 @@ STATUS = {
 
 
 class TrainingDataExport:
-    def __init__(self, accounts: Accounts, data: TrainingData) -> None:
+    def __init__(
+        self, accounts: Accounts, data: TrainingData, live: LiveSessions | None = None
+    ) -> None:
         self.accounts = accounts
         self.data = data
+        self.live = live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -50,10 +56,21 @@ class TrainingDataExport:
                 if error is None:
                     raise
                 response = error_response(STATUS.get(error.code, 400), error.message, error.code)
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        except SessionEnded:  # mid-file: no end of body, so the client knows it is cut short
+            return
 
     async def _respond(self, request: Request) -> Response:
-        auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"))
+        auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"), self.live)
+        auth.go_live()
+        try:
+            return await self._start(request, auth)
+        except BaseException:
+            auth.close()
+            raise
+
+    async def _start(self, request: Request, auth: RequestAuth) -> Response:
         await auth.require_user()
         params = request.query_params
         try:
@@ -66,19 +83,43 @@ class TrainingDataExport:
         if not size.isdigit():
             raise BadUserInput("`batchSize` must be a whole number", field="batchSize")
         pieces = stream_file(self.data, file_format, after=after, batch_size=int(size))
+        stream = auth.stream(subscription=False)
         try:  # a bad batch size or a full house fails here, not mid-file
-            first = await anext(pieces)
+            first = await _next(pieces, stream)
         except StopAsyncIteration:  # nothing after `after`: an empty file
             first = (b"", 0)
         filename = f"training-data.{file_format.value}"
         return StreamingResponse(
-            _body(first[0], pieces),
+            _body(first[0], pieces, auth, stream),
             media_type=file_format.media_type,
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
 
-async def _body(first: bytes, pieces: AsyncIterator[tuple[bytes, int]]) -> AsyncIterator[bytes]:
-    yield first
-    async for data, _rows in pieces:
-        yield data
+async def _next(
+    pieces: AsyncIterator[tuple[bytes, int]], stream: Stream | None
+) -> tuple[bytes, int]:
+    piece: tuple[bytes, int] = await (stream.step(anext(pieces)) if stream else anext(pieces))
+    return piece
+
+
+async def _body(
+    first: bytes,
+    pieces: AsyncIterator[tuple[bytes, int]],
+    auth: RequestAuth,
+    stream: Stream | None,
+) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        while True:
+            try:
+                data, _rows = await _next(pieces, stream)
+            except StopAsyncIteration:
+                return
+            except BookQLError as ended:
+                raise SessionEnded(ended.message) from None
+            yield data
+    finally:
+        if isinstance(pieces, AsyncGenerator):  # an ended stream gives its snapshot back now
+            await pieces.aclose()
+        auth.close()
