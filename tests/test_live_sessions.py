@@ -1,0 +1,198 @@
+"""Sockets and streams act as their users are now, on both databases (issue 15, items 1 and 8).
+
+A role change, a deactivation, a password change or a logout reaches sockets opened before
+it: a demoted administrator cannot use an old socket to promote themself back; a session that
+ended closes its sockets with 4403 and stops its streams mid-batch (WebSocket, SSE, the file
+export); logout refuses the session's access tokens over HTTP at once. Also: WebSocket
+credentials in every form clients send them (issue 18, item 5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import ScratchDatabase
+from tests.sessions import (
+    ME,
+    SET_ROLE,
+    TRAINING_DATA,
+    USERS,
+    Gate,
+    close_code,
+    codes,
+    gate,
+    run,
+    site,
+)
+from tests.test_accounts import PASSWORD
+
+__all__ = ["gate"]  # the fixture
+
+
+def test_a_demoted_admin_cannot_promote_themself_over_an_old_socket(
+    empty_db: ScratchDatabase,
+) -> None:
+    with site(empty_db) as s:
+        mallory = s.register("mallory")
+        s.set_role(mallory["user"]["id"], "ADMIN")
+        with s.socket(mallory["accessToken"]) as ws:
+            assert "errors" not in run(ws, USERS)
+            s.set_role(mallory["user"]["id"], "USER")
+            repromote = run(ws, SET_ROLE, {"id": mallory["user"]["id"], "r": "ADMIN"})
+            assert codes(repromote) == ["FORBIDDEN"]
+            assert codes(run(ws, USERS, op="u")) == ["FORBIDDEN"]
+            assert run(ws, ME, op="m")["data"]["me"]["role"] == "USER"
+        assert s.data(ME, token=mallory["accessToken"])["me"]["role"] == "USER"
+
+
+def test_deactivation_closes_the_socket_and_stops_its_stream(
+    seeded_db: ScratchDatabase, gate: Gate
+) -> None:
+    with site(seeded_db) as s:
+        user = s.register("deactivated-ws")
+        with s.socket(user["accessToken"]) as ws:
+            ws.send_json({"id": "t", "type": "subscribe", "payload": {"query": TRAINING_DATA}})
+            first = ws.receive_json()
+            assert first["type"] == "next" and first["payload"]["data"]["trainingData"]["rowCount"]
+            assert gate.first_sent.wait(10)
+            s.set_active(user["user"]["id"], False)
+            assert close_code(ws) == 4403
+        assert gate.closed.wait(10)  # the stream stopped while its batch was being read
+        assert not gate.release.is_set()
+
+
+def test_a_new_operation_on_a_socket_of_a_deactivated_user_is_refused(
+    empty_db: ScratchDatabase,
+) -> None:
+    with site(empty_db) as s:
+        user = s.register("quiet")
+        with s.socket(user["accessToken"]) as ws:
+            s.set_active(user["user"]["id"], False)
+            ws.send_json({"id": "m", "type": "subscribe", "payload": {"query": ME}})
+            assert close_code(ws) == 4403
+
+
+def _events(lines: Any) -> Any:
+    for line in lines:
+        if line.startswith("data: ") and line != "data: ":
+            yield orjson.loads(line.removeprefix("data: "))
+
+
+def test_deactivation_stops_an_sse_stream(seeded_db: ScratchDatabase, gate: Gate) -> None:
+    with site(seeded_db) as s:
+        user = s.register("deactivated-sse")
+        headers = {"Authorization": f"Bearer {user['accessToken']}", "Accept": "text/event-stream"}
+        with s.http.stream(
+            "POST", "/graphql", json={"query": TRAINING_DATA}, headers=headers
+        ) as response:
+            assert response.status_code == 200
+            events = _events(response.iter_lines())
+            assert next(events)["data"]["trainingData"]["rowCount"] == 5
+            assert gate.first_sent.wait(10)
+            s.set_active(user["user"]["id"], False)
+            rest = list(events)
+        assert [codes(event) for event in rest] == [["UNAUTHENTICATED"]]
+        assert gate.closed.is_set()
+
+
+def test_a_role_change_ends_subscriptions_but_not_the_socket(
+    seeded_db: ScratchDatabase, gate: Gate
+) -> None:
+    with site(seeded_db) as s:
+        user = s.register("promoted")
+        with s.socket(user["accessToken"]) as ws:
+            ws.send_json({"id": "t", "type": "subscribe", "payload": {"query": TRAINING_DATA}})
+            assert ws.receive_json()["type"] == "next"
+            assert gate.first_sent.wait(10)
+            s.set_role(user["user"]["id"], "ADMIN")
+            ended = ws.receive_json()
+            assert ended["type"] == "next" and codes(ended["payload"]) == ["FORBIDDEN"]
+            assert ws.receive_json() == {"id": "t", "type": "complete"}
+            assert gate.closed.wait(10)
+            assert run(ws, USERS)["data"]["users"]["totalCount"] >= 2  # now an administrator
+
+
+def test_deactivation_cuts_the_file_export_short(seeded_db: ScratchDatabase, gate: Gate) -> None:
+    with site(seeded_db) as s:
+        user = s.register("deactivated-export")
+        headers = {"Authorization": f"Bearer {user['accessToken']}"}
+        with s.http.stream(
+            "GET", "/export/training-data?format=csv&batchSize=5", headers=headers
+        ) as response:
+            assert response.status_code == 200
+            chunks = response.iter_bytes()
+            first = next(chunks)
+            assert gate.first_sent.wait(10)
+            s.set_active(user["user"]["id"], False)
+            rest = b"".join(chunks)
+        assert (first + rest).count(b"\n") == 1 + 5  # the header and the first batch only
+        assert gate.closed.is_set()
+
+
+def test_logout_refuses_the_sessions_access_token_and_closes_its_sockets(
+    empty_db: ScratchDatabase,
+) -> None:
+    with site(empty_db) as s:
+        first = s.register("leaver")
+        second = s.login("leaver")
+        with s.socket(first["accessToken"]) as ended, s.socket(second["accessToken"]) as kept:
+            s.logout(first["refreshToken"])
+            assert codes(s.gql(ME, token=first["accessToken"])) == ["UNAUTHENTICATED"]
+            assert close_code(ended) == 4403
+            assert run(kept, ME)["data"]["me"]["username"] == "leaver"
+        assert s.data(ME, token=second["accessToken"])["me"]["username"] == "leaver"
+        with s.http.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json(
+                {"type": "connection_init", "payload": {"Authorization": first["accessToken"]}}
+            )
+            assert close_code(ws) == 4403
+
+
+def test_refresh_token_reuse_refuses_the_sessions_access_tokens(
+    empty_db: ScratchDatabase,
+) -> None:
+    with site(empty_db) as s:
+        stolen = s.register("victim")
+        rotated = s.refresh(stolen["refreshToken"])["data"]["refresh"]
+        with s.socket(rotated["accessToken"]) as ws:
+            assert codes(s.refresh(stolen["refreshToken"])) == ["UNAUTHENTICATED"]  # reuse
+            for token in (stolen["accessToken"], rotated["accessToken"]):
+                assert codes(s.gql(ME, token=token)) == ["UNAUTHENTICATED"]
+            assert close_code(ws) == 4403
+
+
+def test_a_password_change_closes_the_users_other_sockets(empty_db: ScratchDatabase) -> None:
+    with site(empty_db) as s:
+        user = s.register("changer")
+        with s.socket(user["accessToken"]) as old:
+            fresh = s.change_password(user["accessToken"], PASSWORD, "another password")
+            assert close_code(old) == 4403
+            with s.socket(fresh) as new:
+                assert run(new, ME)["data"]["me"]["username"] == "changer"
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["Authorization", "authorization", "AUTHORIZATION", "headers", "apollo-lower", "upgrade"],
+)
+def test_websocket_credentials_as_clients_send_them(empty_db: ScratchDatabase, form: str) -> None:
+    with site(empty_db) as s:
+        token = f"Bearer {s.register('client')['accessToken']}"
+        payload: dict[str, Any] = {
+            "Authorization": {"Authorization": token},
+            "authorization": {"authorization": token},
+            "AUTHORIZATION": {"AUTHORIZATION": token},
+            "headers": {"headers": {"Authorization": token}},
+            "apollo-lower": {"headers": {"authorization": token}},
+            "upgrade": {},
+        }[form]
+        headers = {"Authorization": token} if form == "upgrade" else None
+        with s.socket(payload=payload, headers=headers) as ws:
+            assert run(ws, ME)["data"]["me"]["username"] == "client"
+        with s.http.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            forged = {"headers": {"authorization": "Bearer forged.token.value"}}
+            ws.send_json({"type": "connection_init", "payload": forged})
+            assert close_code(ws) == 4403
