@@ -61,7 +61,6 @@ def test_deactivation_closes_the_socket_and_stops_its_stream(
             s.set_active(user["user"]["id"], False)
             assert close_code(ws) == 4403
         assert gate.closed.wait(10)  # the stream stopped while its batch was being read
-        assert not gate.release.is_set()
 
 
 def test_a_new_operation_on_a_socket_of_a_deactivated_user_is_refused(
@@ -181,14 +180,15 @@ def test_a_password_change_closes_the_users_other_sockets(empty_db: ScratchDatab
 def test_websocket_credentials_as_clients_send_them(empty_db: ScratchDatabase, form: str) -> None:
     with site(empty_db) as s:
         token = f"Bearer {s.register('client')['accessToken']}"
-        payload: dict[str, Any] = {
+        forms: dict[str, dict[str, Any]] = {
             "Authorization": {"Authorization": token},
             "authorization": {"authorization": token},
             "AUTHORIZATION": {"AUTHORIZATION": token},
             "headers": {"headers": {"Authorization": token}},
             "apollo-lower": {"headers": {"authorization": token}},
             "upgrade": {},
-        }[form]
+        }
+        payload = forms[form]
         headers = {"Authorization": token} if form == "upgrade" else None
         with s.socket(payload=payload, headers=headers) as ws:
             assert run(ws, ME)["data"]["me"]["username"] == "client"
