@@ -124,14 +124,23 @@ def run(ws: Any, query: str, variables: dict[str, Any] | None = None, op: str = 
     return message["payload"]
 
 
-def close_code(ws: Any) -> int:
-    """Read until the server closes the socket; its close code."""
-    for _ in range(10_000):
+def close_code(ws: Any, timeout: float = 10.0) -> int:
+    """Read until the server closes the socket; its close code (failing, not hanging, when
+    the server keeps it open)."""
+    closed: list[int] = []
+
+    def read() -> None:
         try:
-            ws.receive_json()
-        except WebSocketDisconnect as closed:
-            return closed.code
-    raise AssertionError("the socket stayed open")
+            for _ in range(10_000):
+                ws.receive_json()
+        except WebSocketDisconnect as disconnect:
+            closed.append(disconnect.code)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert closed, "the socket stayed open"
+    return closed[0]
 
 
 class Gate:
