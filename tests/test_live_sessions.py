@@ -97,6 +97,35 @@ def test_deactivation_stops_an_sse_stream(seeded_db: ScratchDatabase, gate: Gate
         assert gate.closed.is_set()
 
 
+def test_deactivation_stops_a_multipart_stream(seeded_db: ScratchDatabase, gate: Gate) -> None:
+    with site(seeded_db) as s:
+        user = s.register("deactivated-multipart")
+        headers = {
+            "Authorization": f"Bearer {user['accessToken']}",
+            "Accept": 'multipart/mixed;subscriptionSpec="1.0"',
+        }
+        with s.http.stream(
+            "POST", "/graphql", json={"query": TRAINING_DATA}, headers=headers
+        ) as response:
+            assert response.status_code == 200
+            chunks = response.iter_bytes()
+            received = b""
+            while b"trainingData" not in received:
+                received += next(chunks)
+            assert gate.first_sent.wait(10)
+            s.set_active(user["user"]["id"], False)
+            received += b"".join(chunks)
+        parts = [
+            orjson.loads(part.split(b"\r\n\r\n", 1)[1])
+            for part in received.split(b"--graphql")
+            if b"\r\n\r\n" in part and b"{" in part
+        ]
+        payloads = [part["payload"] for part in parts if "payload" in part]
+        assert payloads[0]["data"]["trainingData"]["rowCount"] == 5
+        assert [codes(payload) for payload in payloads[1:]] == [["UNAUTHENTICATED"]]
+        assert gate.closed.is_set()
+
+
 def test_a_role_change_ends_subscriptions_but_not_the_socket(
     seeded_db: ScratchDatabase, gate: Gate
 ) -> None:
