@@ -9,11 +9,17 @@ credentials in every form clients send them (issue 18, item 5).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 import pytest
+from redis import Redis
+from sqlalchemy import text, update
 
+from bookql.accounts.models import users
+from bookql.accounts.notices import LISTENER
+from bookql.db.engine import create_sync_engine, write_transaction
 from tests.conftest import ScratchDatabase
 from tests.sessions import (
     ME,
@@ -225,3 +231,53 @@ def test_websocket_credentials_as_clients_send_them(empty_db: ScratchDatabase, f
             forged = {"headers": {"authorization": "Bearer forged.token.value"}}
             ws.send_json({"type": "connection_init", "payload": forged})
             assert close_code(ws) == 4403
+
+
+def _drop_listener(database: ScratchDatabase, redis_url: str | None) -> None:
+    """Cut the notice listener's connection, as a network blip or a restart would."""
+    if redis_url is not None:
+        client = Redis.from_url(redis_url)
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        listeners = [
+            c for c in client.client_list() if str(c["db"]) == str(db) and int(c["sub"]) > 0
+        ]
+        assert listeners
+        for listener in listeners:
+            client.client_kill_filter(_id=listener["id"])
+        client.close()
+        return
+    engine = create_sync_engine(database.settings())
+    with engine.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :listener"
+            ),
+            {"listener": LISTENER},
+        ).all()
+    engine.dispose()
+    assert killed
+
+
+def test_a_lost_notice_connection_rereads_the_users_on_reconnect(
+    empty_db: ScratchDatabase, request: pytest.FixtureRequest
+) -> None:
+    """A notice lost while the listener was away (here: a change written with no notice at
+    all) is made good by the re-read on reconnection: Redis on SQLite, LISTEN on PostgreSQL."""
+    redis_url = request.getfixturevalue("redis_url") if empty_db.backend == "sqlite" else None
+    with site(empty_db, redis_url=redis_url) as s:
+        user = s.register("unnoticed")
+        s.set_role(user["user"]["id"], "ADMIN")
+        with s.socket(user["accessToken"]) as ws:
+            assert "errors" not in run(ws, USERS)
+            engine = create_sync_engine(empty_db.settings())
+            with write_transaction(engine) as conn:
+                demote = update(users).where(users.c.username == "unnoticed").values(role="USER")
+                conn.execute(demote)
+            engine.dispose()
+            assert "errors" not in run(ws, USERS)  # no notice: nobody told this process
+            _drop_listener(empty_db, redis_url)
+            deadline = time.monotonic() + 10
+            while codes(answer := run(ws, USERS)) != ["FORBIDDEN"]:
+                assert time.monotonic() < deadline, answer
+                time.sleep(0.1)

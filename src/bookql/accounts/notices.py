@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 log = logging.getLogger(__name__)
 
 CHANNEL = "bookql_accounts"
+LISTENER = "bookql account notices"  # the listener's application_name, as pg_stat_activity shows
 # Waits between reconnection attempts of a listener, and how often an idle one checks in.
 RETRY_SECONDS = (0.1, 0.5, 1.0)
 WAKE_SECONDS = 1.0
@@ -166,7 +167,7 @@ class PostgresNotices(NoticeBus):
     async def listen(self, handler: NoticeHandler, resync: Resync) -> None:
         async def session() -> None:
             async with await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, connect_timeout=5
+                self._conninfo, autocommit=True, connect_timeout=5, application_name=LISTENER
             ) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 await resync()
