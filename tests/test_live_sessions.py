@@ -22,6 +22,7 @@ from bookql.accounts.notices import LISTENER
 from bookql.db.engine import create_sync_engine, write_transaction
 from tests.conftest import ScratchDatabase
 from tests.sessions import (
+    CHANGE_PASSWORD,
     ME,
     SET_ROLE,
     TRAINING_DATA,
@@ -198,7 +199,7 @@ def test_refresh_token_reuse_refuses_the_sessions_access_tokens(
             assert close_code(ws) == 4403
 
 
-def test_a_password_change_closes_the_users_other_sockets(empty_db: ScratchDatabase) -> None:
+def test_a_password_change_closes_the_users_sockets(empty_db: ScratchDatabase) -> None:
     with site(empty_db) as s:
         user = s.register("changer")
         with s.socket(user["accessToken"]) as old:
@@ -206,6 +207,11 @@ def test_a_password_change_closes_the_users_other_sockets(empty_db: ScratchDatab
             assert close_code(old) == 4403
             with s.socket(fresh) as new:
                 assert run(new, ME)["data"]["me"]["username"] == "changer"
+                # changed over the socket itself: the answer (new tokens) comes, then the close
+                changed = run(new, CHANGE_PASSWORD, {"c": "another password", "n": "third one!"})
+                newest = changed["data"]["changePassword"]["auth"]["accessToken"]
+                assert close_code(new) == 4403
+        assert s.data(ME, token=newest)["me"]["username"] == "changer"
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,9 @@ class Stream:
     def ended(self) -> bool:
         return self.error is not None
 
+    def runs_in(self, task: asyncio.Task[Any] | None) -> bool:
+        return task is not None and self._task is task
+
     def _ended_by_us(self, task: asyncio.Task[Any]) -> bool:
         return self.ended() and task.uncancel() == 0
 
@@ -145,8 +148,10 @@ class Holder:
         self.ended = error
         if self.on_end is not None:
             self.on_end()
+        current = asyncio.current_task()
         for stream in list(self.streams):
-            stream.end(error)
+            if not stream.runs_in(current):  # an operation that ended its own session finishes
+                stream.end(error)
 
     def role_changed(self) -> None:
         for stream in list(self.streams):

@@ -161,10 +161,23 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             self.context.auth.holder.on_end = self._session_ended
 
     def _session_ended(self) -> None:
-        for operation in list(self.operations.values()):
+        """Cancel the socket's operations and close it; an operation of this socket that
+        ended the session itself (logout, a password change) still sends its answer first."""
+        current = asyncio.current_task()
+        ending = None
+        for operation_id, operation in list(self.operations.items()):
+            if operation.task is not None and operation.task is current:
+                ending = operation.task
+                continue
+            self.operations.pop(operation_id)
             if operation.task is not None:
                 operation.task.cancel()
-        self.operations.clear()
+        if ending is None:
+            self._close_soon()
+        else:
+            ending.add_done_callback(lambda _: self._close_soon())
+
+    def _close_soon(self) -> None:
         self._closing = asyncio.ensure_future(self._close_forbidden())
 
     async def _close_forbidden(self) -> None:
