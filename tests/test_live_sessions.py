@@ -20,6 +20,7 @@ from sqlalchemy import text, update
 from bookql.accounts.models import users
 from bookql.accounts.notices import LISTENER
 from bookql.db.engine import create_sync_engine, write_transaction
+from bookql.db.migrate import upgrade
 from tests.conftest import ScratchDatabase
 from tests.sessions import (
     CHANGE_PASSWORD,
@@ -287,3 +288,47 @@ def test_a_lost_notice_connection_rereads_the_users_on_reconnect(
             while codes(answer := run(ws, USERS)) != ["FORBIDDEN"]:
                 assert time.monotonic() < deadline, answer
                 time.sleep(0.1)
+
+
+def test_the_migration_makes_sessions_of_existing_token_families(
+    blank_db: ScratchDatabase,
+) -> None:
+    """Refresh tokens issued before sessions existed keep working, and a family that logout
+    or reuse revoked is an ended session."""
+    engine = create_sync_engine(blank_db.settings())
+    upgrade(engine, "0008")
+    issued = "2026-01-01 00:00:00+00:00"
+    with write_transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, password_hash, role, is_active,"
+                " token_version, created_at) VALUES (1, 'old', 'h', 'USER', true, 0, :at)"
+            ),
+            {"at": issued},
+        )
+        for jti, family, reason in [
+            ("a", "live", None),
+            ("b", "out", "logout"),
+            ("c", "rotated", "rotated"),
+            ("d", "rotated", None),
+            ("e", "stolen", "reused"),
+        ]:
+            conn.execute(
+                text(
+                    "INSERT INTO refresh_tokens (jti, user_id, family_id, issued_at, expires_at,"
+                    " revoked_at, revoked_reason) VALUES (:j, 1, :f, :at, :at, :r_at, :r)"
+                ),
+                {"j": jti, "f": family, "at": issued, "r_at": reason and issued, "r": reason},
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT family_id, revoked_reason FROM sessions ORDER BY family_id")
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in found] == [
+        ("live", None),
+        ("out", "logout"),
+        ("rotated", None),
+        ("stolen", "reused"),
+    ]

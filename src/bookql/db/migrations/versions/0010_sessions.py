@@ -39,10 +39,13 @@ def upgrade() -> None:
         " SELECT family_id, MIN(user_id), MIN(issued_at) FROM refresh_tokens GROUP BY family_id"
     )
     op.execute(
-        "UPDATE sessions SET revoked_at = (SELECT MAX(t.revoked_at) FROM refresh_tokens t"
-        " WHERE t.family_id = sessions.family_id), revoked_reason = 'logout'"
-        " WHERE EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = sessions.family_id"
-        " AND t.revoked_reason IN ('logout', 'reused'))"
+        "UPDATE sessions SET"
+        " revoked_at = (SELECT MAX(t.revoked_at) FROM refresh_tokens t"
+        " WHERE t.family_id = sessions.family_id AND t.revoked_reason IN ('logout', 'reused')),"
+        " revoked_reason = (SELECT MAX(t.revoked_reason) FROM refresh_tokens t"
+        " WHERE t.family_id = sessions.family_id AND t.revoked_reason IN ('logout', 'reused'))"
+        " WHERE EXISTS (SELECT 1 FROM refresh_tokens t"
+        " WHERE t.family_id = sessions.family_id AND t.revoked_reason IN ('logout', 'reused'))"
     )
 
 
