@@ -14,17 +14,23 @@ from strawberry.types import ExecutionResult
 
 from bookql.accounts.auth import RequestAuth
 from bookql.api.errors import BookQLError
+from bookql.core.config import Settings
 
-DOCUMENT_CACHE_SIZE = 256
+DOCUMENT_CACHE_SIZE = 128
+
+
+def is_subscription(query: str | None, operation_name: str | None, settings: Settings) -> bool:
+    """Whether the operation that would run is a subscription (an invalid one is not), parsed
+    within the same size and token limits as the executor's own parse."""
+    if not query or len(query.encode()) > settings.max_query_bytes:
+        return False
+    return _is_subscription(query, operation_name, settings.max_query_tokens)
 
 
 @lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
-def is_subscription(query: str | None, operation_name: str | None) -> bool:
-    """Whether the operation that would run is a subscription (an invalid one is not)."""
-    if not query:
-        return False
+def _is_subscription(query: str, operation_name: str | None, max_tokens: int) -> bool:
     try:
-        operation = get_operation_ast(parse(query), operation_name)
+        operation = get_operation_ast(parse(query, max_tokens=max_tokens), operation_name)
     except GraphQLError:
         return False
     return operation is not None and operation.operation is OperationType.SUBSCRIPTION

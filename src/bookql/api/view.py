@@ -140,14 +140,15 @@ def is_request_error(result: ExecutionResult) -> bool:
 class _HeldSchema:
     """The schema as a socket's operations reach it: each held to the caller as they are now."""
 
-    def __init__(self, schema: Any, auth: RequestAuth) -> None:
+    def __init__(self, schema: Any, context: Context) -> None:
         self._schema = schema
-        self._auth = auth
+        self._context = context
 
     async def stream(self, query: str | None, **kwargs: Any) -> Any:
         results = await self._schema.stream(query, **kwargs)
-        subscription = is_subscription(query, kwargs.get("operation_name"))
-        return guarded(results, self._auth, subscription=subscription)
+        name = kwargs.get("operation_name")
+        subscription = is_subscription(query, name, self._context.settings)
+        return guarded(results, self._context.auth, subscription=subscription)
 
 
 class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
@@ -155,7 +156,7 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.schema = cast(Any, _HeldSchema(self.schema, self.context.auth))
+        self.schema = cast(Any, _HeldSchema(self.schema, self.context))
         self._closing: asyncio.Future[None] | None = None
         if self.context.auth.holder is not None:
             self.context.auth.holder.on_end = self._session_ended
@@ -326,7 +327,7 @@ class GraphQLApp(GraphQL[Context, None]):
         context: Context = kwargs["context"]
         context.auth.go_live()
         results = await super().execute_operation(*args, **kwargs)
-        subscription = is_subscription(data.query, data.operation_name)
+        subscription = is_subscription(data.query, data.operation_name, self.settings)
         return guarded(cast(Any, results), context.auth, subscription=subscription, release=True)
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
