@@ -3,6 +3,10 @@
 argon2id costs tens of milliseconds of CPU per login; run on the event loop it would stall
 every other request. Target: the loaded p50 within 5x of the idle p50.
 
+Beside it, what being signed in costs: a catalogue query anonymous and signed in, over HTTP
+(the token check reads the user and session in one statement) and per operation on an open
+WebSocket (answered from the state change notices keep, without a database read).
+
     python -m bench.auth_latency [--rounds 3] [--samples 300]
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from bench.harness import Latency, bookql_server, median, pin_self, table, write_results
 
@@ -26,6 +33,60 @@ LOGIN = """mutation($u: String!, $p: String!) {
     login(input: {username: $u, password: $p}) { accessToken } }"""
 PASSWORD = "benchmark password"
 LOGINS_AT_ONCE = 16
+# Reads the catalogue: every request checks its caller (the database is empty: the check
+# and the query's own statement are all there is to time).
+CATALOGUE = "{ books(first: 1) { edges { node { title } } } }"
+
+
+async def _http_signed_in(
+    client: httpx.AsyncClient, url: str, token: str | None, samples: int
+) -> list[float]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        response = await client.post(f"{url}/graphql", json={"query": CATALOGUE}, headers=headers)
+        timings.append(time.perf_counter() - started)
+        assert "errors" not in response.json(), response.text
+    return timings
+
+
+async def _ws_operations(url: str, token: str | None, samples: int) -> list[float]:
+    """Sequential operations on one open socket: subscribe, next, complete."""
+    payload = {"Authorization": f"Bearer {token}"} if token else {}
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with connect(url.replace("http", "ws") + "/graphql", subprotocols=protocols) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        timings = []
+        for n in range(samples):
+            started = time.perf_counter()
+            await _operation(ws, str(n))
+            timings.append(time.perf_counter() - started)
+    return timings
+
+
+async def _operation(ws: ClientConnection, op: str) -> None:
+    await ws.send(json.dumps({"id": op, "type": "subscribe", "payload": {"query": CATALOGUE}}))
+    answer = json.loads(await ws.recv())
+    assert answer["type"] == "next" and "errors" not in answer["payload"], answer
+    assert json.loads(await ws.recv())["type"] == "complete"
+
+
+async def _signed_in_round(url: str, samples: int) -> dict[str, Latency]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        login = {"query": LOGIN, "variables": {"u": "bench0", "p": PASSWORD}}
+        body = (await client.post(f"{url}/graphql", json=login)).json()
+        token = body["data"]["login"]["accessToken"]
+        figures = {}
+        for who, credentials in (("anonymous", None), ("signed_in", token)):
+            await _http_signed_in(client, url, credentials, 50)  # warm up
+            figures[f"http_{who}"] = Latency.of(
+                await _http_signed_in(client, url, credentials, samples)
+            )
+            await _ws_operations(url, credentials, 50)
+            figures[f"ws_{who}"] = Latency.of(await _ws_operations(url, credentials, samples))
+    return figures
 
 
 async def _sample(client: httpx.AsyncClient, url: str, samples: int) -> list[float]:
@@ -95,9 +156,16 @@ def main() -> None:
         _prepare(Path(tmp), env)
         pin_self(1)
         rounds = []
+        signed_in = []
         with bookql_server(env, core=0) as server:
             for _ in range(args.rounds):
                 rounds.append(asyncio.run(_round(server.url, args.samples)))
+                signed_in.append(asyncio.run(_signed_in_round(server.url, args.samples)))
+    caller = {
+        f"{name}_{p}_ms": median([getattr(r[name], f"{p}_ms") for r in signed_in])
+        for name in signed_in[0]
+        for p in ("p50", "p99")
+    }
     idle_p50 = median([r[0].p50_ms for r in rounds])
     idle_p99 = median([r[0].p99_ms for r in rounds])
     loaded_p50 = median([r[1].p50_ms for r in rounds])
@@ -115,6 +183,19 @@ def main() -> None:
         )
     )
     print(f"logins completed meanwhile: {logins_per_s:.1f}/s (medians of {args.rounds} rounds)")
+    print(
+        table(
+            [
+                [CATALOGUE, "p50 ms", "p99 ms"],
+                *(
+                    [f"{transport} {who.replace('_', ' ')}", f"{p50:.2f}", f"{p99:.2f}"]
+                    for transport, key in (("HTTP", "http"), ("WebSocket operation", "ws"))
+                    for who in ("anonymous", "signed_in")
+                    for p50, p99 in [(caller[f"{key}_{who}_p50_ms"], caller[f"{key}_{who}_p99_ms"])]
+                ),
+            ]
+        )
+    )
     write_results(
         "auth_latency",
         {
@@ -124,6 +205,7 @@ def main() -> None:
             "loaded_p99_ms": loaded_p99,
             "p50_ratio": ratio,
             "logins_per_s": logins_per_s,
+            **caller,
             "rounds": args.rounds,
             "samples": args.samples,
         },

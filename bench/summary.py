@@ -117,7 +117,18 @@ def _auth(data: Results) -> list[Row]:
             f"{data['loaded_p50_ms']:.2f} ms",
             data["p50_ratio"],
             5.0,
-        )
+        ),
+        *(
+            Row(
+                "auth",
+                f"catalogue query signed in, {what}",
+                f"{data[f'{key}_anonymous_p50_ms']:.2f} ms anonymous",
+                f"{data[f'{key}_signed_in_p50_ms']:.2f} ms",
+                data[f"{key}_signed_in_p50_ms"] / data[f"{key}_anonymous_p50_ms"],
+            )
+            for key, what in (("http", "HTTP"), ("ws", "per WebSocket operation"))
+            if f"{key}_signed_in_p50_ms" in data
+        ),
     ]
 
 

@@ -35,6 +35,7 @@ def _claims(**overrides: object) -> dict[str, object]:
         "jti": "j",
         "iss": "bookql",
         "aud": "bookql-api",
+        "fam": "session",
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
@@ -45,9 +46,10 @@ def _b64(data: dict[str, object]) -> str:
 
 
 def test_round_trip(codec: TokenCodec) -> None:
-    issued = codec.issue(TokenType.ACCESS, user_id=7, token_version=3, now=utcnow())
+    issued = codec.issue(TokenType.ACCESS, user_id=7, token_version=3, now=utcnow(), family_id="f")
     claims = codec.decode(issued.token, TokenType.ACCESS)
     assert (claims.user_id, claims.token_version, claims.type) == (7, 3, TokenType.ACCESS)
+    assert claims.family_id == "f"
     assert claims.expires_at - claims.issued_at == timedelta(minutes=15)
 
 
@@ -68,6 +70,8 @@ def test_round_trip(codec: TokenCodec) -> None:
         (lambda: jwt.encode(_claims(aud="someone-else"), SECRET, algorithm="HS256"), "Audience"),
         (lambda: jwt.encode(_claims(iss="evil"), SECRET, algorithm="HS256"), "issuer"),
         (lambda: jwt.encode(_claims(jti=None), SECRET, algorithm="HS256"), "jti"),
+        (lambda: jwt.encode(_claims(fam=None), SECRET, algorithm="HS256"), "fam"),
+        (lambda: jwt.encode(_claims(fam=""), SECRET, algorithm="HS256"), "without a session"),
         (
             lambda: jwt.encode(_claims(typ="refresh", fam="f"), SECRET, algorithm="HS256"),
             "not an access",
@@ -83,6 +87,8 @@ def test_round_trip(codec: TokenCodec) -> None:
         "wrong-aud",
         "wrong-iss",
         "no-jti",
+        "no-session",
+        "empty-session",
         "refresh-as-access",
         "garbage",
     ],
@@ -96,7 +102,7 @@ def test_bad_access_tokens_are_refused(
 
 
 def test_access_token_is_not_a_refresh_token(codec: TokenCodec) -> None:
-    issued = codec.issue(TokenType.ACCESS, user_id=1, token_version=0, now=utcnow())
+    issued = codec.issue(TokenType.ACCESS, user_id=1, token_version=0, now=utcnow(), family_id="f")
     with pytest.raises(InvalidToken, match="not an refresh"):
         codec.decode(issued.token, TokenType.REFRESH)
 

@@ -1,4 +1,4 @@
-"""Account tables: users and the refresh tokens issued to them."""
+"""Account tables: users, their sessions and the refresh tokens issued to them."""
 
 from __future__ import annotations
 
@@ -54,5 +54,22 @@ class RefreshTokenRow(SQLModel, table=True):
     replaced_by: str | None = Field(default=None, sa_column=Column(String(64)))
 
 
+class SessionRow(SQLModel, table=True):
+    """One login: its refresh-token family, named by every token issued to it (``fam``)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user", "user_id"),)
+
+    family_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    # Set by logout and by refresh-token reuse: the session's access tokens die with it.
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    revoked_reason: str | None = Field(default=None, sa_column=Column(String(32)))
+
+
 users = table_of(UserRow)
 refresh_tokens = table_of(RefreshTokenRow)
+sessions = table_of(SessionRow)

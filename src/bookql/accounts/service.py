@@ -9,13 +9,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Row, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.accounts.models import Role, refresh_tokens, users
+from bookql.accounts.models import Role, refresh_tokens, sessions, users
+from bookql.accounts.notices import Notice, NoticeBus
 from bookql.accounts.passwords import Passwords
 from bookql.accounts.throttle import LoginThrottle
 from bookql.accounts.tokens import InvalidToken, IssuedToken, TokenCodec, TokenType
@@ -41,6 +42,8 @@ class Viewer:
     user_id: int
     username: str
     role: Role
+    session_id: str
+    token_version: int
 
     @property
     def is_admin(self) -> bool:
@@ -66,6 +69,7 @@ class Accounts:
         *,
         blocking: BlockingDatabase,
         registration_open: bool,
+        notices: NoticeBus | None = None,
     ) -> None:
         self.engine = engine
         self.blocking = blocking
@@ -73,6 +77,7 @@ class Accounts:
         self.codec = codec
         self.throttle = throttle
         self.registration_open = registration_open
+        self.notices = notices
 
     def close(self) -> None:
         self.passwords.close()
@@ -115,10 +120,16 @@ class Accounts:
         async with self.engine.connect() as conn:
             return await _user(conn, user_id)
 
-    def _caller(self, user_id: int) -> Row[Any] | None:
-        """What a token check needs of its user, read on every signed-in request."""
+    def _caller(self, user_id: int, session_id: str) -> Row[Any] | None:
+        """What a token check needs of its user and session, read on every signed-in request."""
         with self.blocking.engine.connect() as conn:
-            return conn.execute(_CALLER, {"user_id": user_id}).one_or_none()
+            found = conn.execute(_CALLER, {"user_id": user_id, "session": session_id})
+            return cast("Row[Any] | None", found.one_or_none())
+
+    async def _publish(self, notice: Notice) -> None:
+        """Tell every process (live sockets and streams) that a user or session changed."""
+        if self.notices is not None:
+            await self.notices.publish(notice)
 
     async def set_role(self, user_id: int, role: Role) -> Row[Any]:
         async with async_write_transaction(self.engine) as conn:
@@ -126,6 +137,7 @@ class Accounts:
                 await _lock_admins(conn)
             row = await _update(conn, user_id, role=role.value)
             await _keep_an_admin(conn)
+        await self._publish(Notice(row.id))
         return row
 
     async def set_active(self, user_id: int, active: bool) -> Row[Any]:
@@ -140,6 +152,7 @@ class Accounts:
                 )
                 await _revoke_user_tokens(conn, user_id, "deactivated")
                 await _keep_an_admin(conn)
+        await self._publish(Notice(row.id, token_version=row.token_version))
         return row
 
     # -- sessions ------------------------------------------------------------------------
@@ -150,7 +163,7 @@ class Accounts:
         user = await self.create_user(username, password, email=email)
         async with async_write_transaction(self.engine) as conn:
             session = self._issue_session(user, now=utcnow())
-            await _store_session(conn, session)
+            await _store_session(conn, session, new=True)
         return session
 
     async def login(self, username: str, password: str, address: str | None) -> Session:
@@ -188,7 +201,7 @@ class Accounts:
                 values["password_hash"] = rehashed
             user = await _update(conn, user.id, **values)
             session = self._issue_session(user, now=now)
-            await _store_session(conn, session)
+            await _store_session(conn, session, new=True)
         return session
 
     async def refresh(self, token: str) -> Session:
@@ -220,7 +233,7 @@ class Accounts:
                     and stored.user_id == user.id
                 ):
                     session = self._issue_session(user, family_id=stored.family_id, now=now)
-                    await _store_session(conn, session)
+                    await _store_session(conn, session, new=False)
                 await conn.execute(
                     update(refresh_tokens)
                     .where(refresh_tokens.c.jti == claims.jti)
@@ -232,6 +245,7 @@ class Accounts:
                 )
         # raised outside the transaction, so that the revocation commits
         if reused:
+            await self._publish(Notice(claims.user_id, session=claims.family_id))
             raise Unauthenticated("refresh token expired, revoked or already used")
         if session is None:
             raise Unauthenticated("refresh token no longer valid")
@@ -243,6 +257,7 @@ class Accounts:
         async with async_write_transaction(self.engine) as conn:
             await _locked_user(conn, claims.user_id)
             await _revoke_family(conn, claims.family_id or "", "logout", utcnow())
+        await self._publish(Notice(claims.user_id, session=claims.family_id))
 
     async def change_password(self, viewer: Viewer, current: str, new: str) -> Session:
         """Every other session ends; the caller gets a fresh one.
@@ -274,15 +289,24 @@ class Accounts:
             )
             await _revoke_user_tokens(conn, viewer.user_id, "password changed")
             session = self._issue_session(user, now=utcnow())
-            await _store_session(conn, session)
+            await _store_session(conn, session, new=True)
+        await self._publish(Notice(user.id, token_version=user.token_version))
         return session
 
     async def authenticate(self, token: str) -> Viewer:
         claims = self._decode(token, TokenType.ACCESS)
-        user = await self.blocking.run(self._caller, claims.user_id)
+        user = await self.blocking.run(self._caller, claims.user_id, claims.family_id)
         if user is None or not user.is_active or user.token_version != claims.token_version:
             raise Unauthenticated("access token no longer valid")
-        return Viewer(user_id=user.id, username=user.username, role=Role(user.role))
+        if not user.session_live:
+            raise Unauthenticated("this session has ended: sign in again")
+        return Viewer(
+            user_id=user.id,
+            username=user.username,
+            role=Role(user.role),
+            session_id=claims.family_id,
+            token_version=claims.token_version,
+        )
 
     def _decode(self, token: str, kind: TokenType) -> Any:
         try:
@@ -300,7 +324,11 @@ class Accounts:
         transaction."""
         family_id = family_id or secrets.token_urlsafe(16)
         access = self.codec.issue(
-            TokenType.ACCESS, user_id=user.id, token_version=user.token_version, now=now
+            TokenType.ACCESS,
+            user_id=user.id,
+            token_version=user.token_version,
+            now=now,
+            family_id=family_id,
         )
         refresh = self.codec.issue(
             TokenType.REFRESH,
@@ -313,7 +341,16 @@ class Accounts:
 
 
 _CALLER_COLUMNS = ("id", "username", "role", "is_active", "token_version")
-_CALLER = select(*(users.c[name] for name in _CALLER_COLUMNS)).where(
+_SESSION_LIVE = (
+    exists()
+    .where(
+        sessions.c.family_id == bindparam("session"),
+        sessions.c.user_id == users.c.id,
+        sessions.c.revoked_at.is_(None),
+    )
+    .label("session_live")
+)
+_CALLER = select(*(users.c[name] for name in _CALLER_COLUMNS), _SESSION_LIVE).where(
     users.c.id == bindparam("user_id")
 )
 
@@ -331,8 +368,16 @@ async def _locked_user(conn: AsyncConnection, user_id: int) -> Row[Any] | None:
     return found.one_or_none()
 
 
-async def _store_session(conn: AsyncConnection, session: Session) -> None:
+async def _store_session(conn: AsyncConnection, session: Session, *, new: bool) -> None:
+    """Record a session's refresh token, and for a new sign-in (not a rotation) the session
+    that its access tokens name."""
     claims = session.refresh.claims
+    if new:
+        await conn.execute(
+            sessions.insert().values(
+                family_id=claims.family_id, user_id=claims.user_id, created_at=claims.issued_at
+            )
+        )
     await conn.execute(
         refresh_tokens.insert().values(
             jti=claims.jti,
@@ -355,6 +400,11 @@ async def _update(conn: AsyncConnection, user_id: int, **values: Any) -> Row[Any
 
 
 async def _revoke_family(conn: AsyncConnection, family_id: str, reason: str, now: datetime) -> None:
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.family_id == family_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
     await conn.execute(
         update(refresh_tokens)
         .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))

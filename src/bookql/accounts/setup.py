@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bookql.accounts.notices import NoticeBus
 from bookql.accounts.passwords import Passwords
 from bookql.accounts.service import Accounts
 from bookql.accounts.throttle import (
@@ -20,7 +21,11 @@ from bookql.db.blocking import BlockingDatabase
 
 
 def build_accounts(
-    settings: Settings, engine: AsyncEngine, redis: Redis | None, blocking: BlockingDatabase
+    settings: Settings,
+    engine: AsyncEngine,
+    redis: Redis | None,
+    blocking: BlockingDatabase,
+    notices: NoticeBus | None = None,
 ) -> Accounts:
     store: AttemptStore = RedisAttempts(redis) if redis is not None else MemoryAttempts()
     throttle = LoginThrottle(
@@ -40,4 +45,5 @@ def build_accounts(
         throttle,
         blocking=blocking,
         registration_open=settings.registration_open,
+        notices=notices,
     )

@@ -1,8 +1,9 @@
 """JWT access and refresh tokens (pyjwt, HS256).
 
-Every token carries ``typ``, ``sub``, ``iat``, ``exp``, ``jti``, ``iss`` and ``aud``; decoding
-names the one accepted algorithm and requires every claim, and the ``typ`` keeps an access
-token from being used as a refresh token or the other way round.
+Every token carries ``typ``, ``sub``, ``iat``, ``exp``, ``jti``, ``iss``, ``aud`` and ``fam``,
+the session (the refresh-token family of one login), so that ending a session refuses its
+access tokens too; decoding names the one accepted algorithm and requires every claim, and
+the ``typ`` keeps an access token from being used as a refresh token or the other way round.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bookql.core.config import Settings
 from bookql.core.secrets import signing_key
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["typ", "sub", "iat", "exp", "jti", "iss", "aud", "ver"]
+REQUIRED_CLAIMS = ["typ", "sub", "iat", "exp", "jti", "iss", "aud", "ver", "fam"]
 
 
 class TokenType(StrEnum):
@@ -37,7 +38,7 @@ class TokenClaims:
     user_id: int
     token_version: int
     jti: str
-    family_id: str | None
+    family_id: str
     issued_at: datetime
     expires_at: datetime
 
@@ -68,7 +69,7 @@ class TokenCodec:
         user_id: int,
         token_version: int,
         now: datetime,
-        family_id: str | None = None,
+        family_id: str,
     ) -> IssuedToken:
         claims = TokenClaims(
             type=kind,
@@ -88,9 +89,8 @@ class TokenCodec:
             "jti": claims.jti,
             "iss": self._issuer,
             "aud": self._audience,
+            "fam": family_id,
         }
-        if family_id is not None:
-            payload["fam"] = family_id
         return IssuedToken(jwt.encode(payload, self._key, algorithm=ALGORITHM), claims)
 
     def decode(self, token: str, expected: TokenType) -> TokenClaims:
@@ -112,15 +112,15 @@ class TokenCodec:
             version = int(payload["ver"])
         except (TypeError, ValueError):
             raise InvalidToken("malformed subject or version") from None
-        family = payload.get("fam")
-        if expected is TokenType.REFRESH and not isinstance(family, str):
-            raise InvalidToken("refresh token without a family")
+        family = payload["fam"]
+        if not isinstance(family, str) or not family:
+            raise InvalidToken("token without a session")
         return TokenClaims(
             type=expected,
             user_id=user_id,
             token_version=version,
             jti=str(payload["jti"]),
-            family_id=family if isinstance(family, str) else None,
+            family_id=family,
             issued_at=datetime.fromtimestamp(payload["iat"], UTC),
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
         )

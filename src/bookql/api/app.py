@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from bookql.accounts.live import LiveSessions
+from bookql.accounts.notices import notice_bus
 from bookql.accounts.setup import build_accounts
 from bookql.api.cors import CrossOrigin
 from bookql.api.export import TrainingDataExport
@@ -42,7 +45,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     engine = create_async_db_engine(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     blocking = BlockingDatabase.for_settings(settings)
-    accounts = build_accounts(settings, engine, redis, blocking)
+    notices = notice_bus(engine, redis)
+    live = LiveSessions(blocking, settings.session_poll_seconds)
+    accounts = build_accounts(settings, engine, redis, blocking, notices)
     crawls = CrawlLauncher(settings, engine)
     ml = PriceService(settings, engine, blocking)
     user_slots = UserSlots(
@@ -50,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         {Kind.STREAM: settings.max_streams_per_user, Kind.EXPORT: settings.max_exports_per_user},
         settings.stream_slot_lease_seconds,
     )
-    graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls, ml)
+    graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls, ml, live)
     watch_pool(engine.sync_engine, "async")
     watch_pool(blocking.engine, "blocking")
 
@@ -65,8 +70,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.jobs_in_server
             else None
         )
-        async with jobs.in_background() if jobs is not None else nullcontext():
-            yield
+        # Sockets and streams follow their users' changes: notices from every process.
+        sessions = asyncio.create_task(live.run(notices))
+        try:
+            async with jobs.in_background() if jobs is not None else nullcontext():
+                yield
+        finally:
+            sessions.cancel()
+            await asyncio.gather(sessions, return_exceptions=True)
         accounts.close()
         blocking.close()
         await engine.dispose()
@@ -80,7 +91,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route(
-                "/export/training-data", TrainingDataExport(accounts, ml.training_data, user_slots)
+                "/export/training-data",
+                TrainingDataExport(accounts, ml.training_data, user_slots, live),
             ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

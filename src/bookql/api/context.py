@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from bookql.accounts.auth import RequestAuth
+from bookql.accounts.live import LiveSessions
 from bookql.accounts.service import Accounts
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
@@ -30,18 +31,32 @@ class Context:
     crawls: CrawlLauncher
     ml: PriceService
     catalog: CatalogLoaders
+    live: LiveSessions | None = None
     auth: RequestAuth = field(init=False)
     connection_params: dict[str, Any] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        self.auth = RequestAuth(self.accounts, self._credentials)
+        self.auth = RequestAuth(self.accounts, self._credentials, self.live)
+        if isinstance(self.request, WebSocket):
+            self.auth.go_live()
 
     def _credentials(self) -> str | None:
-        """The ``Authorization`` header, or over WebSocket the same key in ``connection_init``."""
+        """The ``Authorization`` header; over WebSocket, as clients send it: in the
+        ``connection_init`` payload, else on the upgrade request."""
         if isinstance(self.request, WebSocket):
-            value = (self.connection_params or {}).get("Authorization")
-            return None if value is None else str(value)
+            value = socket_credentials(self.connection_params or {})
+            return value if value is not None else self.request.headers.get("authorization")
         return self.request.headers.get("authorization")
+
+
+def socket_credentials(payload: dict[str, Any]) -> str | None:
+    """``Authorization`` in any case, at the top of the payload or (Apollo) under ``headers``."""
+    for source in (payload, payload.get("headers")):
+        if isinstance(source, dict):
+            for key, value in source.items():
+                if isinstance(key, str) and key.lower() == "authorization" and value is not None:
+                    return str(value)
+    return None
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

@@ -4,13 +4,16 @@
 given by the ``trainingData`` subscription; ``batchSize`` sets the read (and Parquet row
 group) size; ``spreadsheetSafe=true`` (CSV only) neutralises cells a spreadsheet would take
 for formulas (OWASP), where the default keeps raw values. Errors are found before the first
-byte is sent, and answer with a status and
-the same ``errors[].extensions.code`` body as GraphQL.
+byte is sent, and answer with a status and the same ``errors[].extensions.code`` body as
+GraphQL. The caller's export slot (``BOOKQL_MAX_EXPORTS_PER_USER``) is held until the response
+ends. A download acts as its caller is now: when their session ends (logout, password change,
+deactivation) it stops at once and the connection is dropped, so the client sees an
+incomplete body rather than a short file.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 
 from starlette.requests import Request
@@ -18,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from bookql.accounts.auth import RequestAuth
+from bookql.accounts.live import LiveSessions, SessionEnded, Stream
 from bookql.accounts.service import Accounts
 from bookql.api.errors import BadUserInput, BookQLError, ErrorCode, dependency_error
 from bookql.api.slots import Kind, UserSlots
@@ -37,10 +41,17 @@ STATUS = {
 
 
 class TrainingDataExport:
-    def __init__(self, accounts: Accounts, data: TrainingData, slots: UserSlots) -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        data: TrainingData,
+        slots: UserSlots,
+        live: LiveSessions | None = None,
+    ) -> None:
         self.accounts = accounts
         self.data = data
         self.slots = slots  # the caller's export slot is held until the response is done
+        self.live = live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with AsyncExitStack() as held:  # released however the response ends
@@ -62,10 +73,21 @@ class TrainingDataExport:
                 if error is None:
                     raise
                 response = error_response(STATUS.get(error.code, 400), error.message, error.code)
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        except SessionEnded:  # mid-file: no end of body, so the client knows it is cut short
+            return
 
     async def _respond(self, request: Request, held: AsyncExitStack) -> Response:
-        auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"))
+        auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"), self.live)
+        auth.go_live()
+        try:
+            return await self._start(request, auth, held)
+        except BaseException:
+            auth.close()
+            raise
+
+    async def _start(self, request: Request, auth: RequestAuth, held: AsyncExitStack) -> Response:
         viewer = await auth.require_user()
         await held.enter_async_context(self.slots.hold(Kind.EXPORT, viewer.user_id))
         params = request.query_params
@@ -88,19 +110,43 @@ class TrainingDataExport:
             batch_size=int(size),
             spreadsheet_safe=safe == "true",
         )
+        stream = auth.stream(subscription=False)
         try:  # a bad batch size or a full house fails here, not mid-file
-            first = await anext(pieces)
+            first = await _next(pieces, stream)
         except StopAsyncIteration:  # nothing after `after`: an empty file
             first = (b"", 0)
         filename = f"training-data.{file_format.value}"
         return StreamingResponse(
-            _body(first[0], pieces),
+            _body(first[0], pieces, auth, stream),
             media_type=file_format.media_type,
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
 
-async def _body(first: bytes, pieces: AsyncIterator[tuple[bytes, int]]) -> AsyncIterator[bytes]:
-    yield first
-    async for data, _rows in pieces:
-        yield data
+async def _next(
+    pieces: AsyncIterator[tuple[bytes, int]], stream: Stream | None
+) -> tuple[bytes, int]:
+    piece: tuple[bytes, int] = await (stream.step(anext(pieces)) if stream else anext(pieces))
+    return piece
+
+
+async def _body(
+    first: bytes,
+    pieces: AsyncIterator[tuple[bytes, int]],
+    auth: RequestAuth,
+    stream: Stream | None,
+) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        while True:
+            try:
+                data, _rows = await _next(pieces, stream)
+            except StopAsyncIteration:
+                return
+            except BookQLError as ended:
+                raise SessionEnded(ended.message) from None
+            yield data
+    finally:
+        if isinstance(pieces, AsyncGenerator):  # an ended stream gives its snapshot back now
+            await pieces.aclose()
+        auth.close()

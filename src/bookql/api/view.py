@@ -8,11 +8,15 @@
 * A plain query (GET, or POST of JSON) whose plan covers it is answered by the compiled path
   (``bookql.api.compiled``); everything else, and every request a plan hands back, goes
   through Strawberry's executor unchanged.
+* WebSocket operations and HTTP streams act as the caller is now (``bookql.api.streams``):
+  a socket whose session ends is closed with 4403, its operations cancelled.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from contextlib import suppress
+from typing import Any, cast
 
 import orjson
 import strawberry
@@ -24,17 +28,22 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from bookql.accounts.auth import RequestAuth
+from bookql.accounts.live import LiveSessions
 from bookql.accounts.service import Accounts
 from bookql.api.compiled import CompiledQueries, compiled_queries
 from bookql.api.context import Context
@@ -43,6 +52,7 @@ from bookql.api.errors import BookQLError, ErrorCode, error_code
 from bookql.api.graphiql import graphiql_page
 from bookql.api.middleware import request_id_of
 from bookql.api.nesting import NestedTooDeeply, decode_bounded, variables_too_deep
+from bookql.api.streams import guarded, is_subscription
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
 from bookql.crawls.launcher import CrawlLauncher
@@ -133,8 +143,72 @@ def is_request_error(result: ExecutionResult) -> bool:
     )
 
 
+class _HeldSchema:
+    """The schema as a socket's operations reach it: each held to the caller as they are now."""
+
+    def __init__(self, schema: Any, context: Context) -> None:
+        self._schema = schema
+        self._context = context
+
+    async def stream(self, query: str | None, **kwargs: Any) -> Any:
+        results = await self._schema.stream(query, **kwargs)
+        name = kwargs.get("operation_name")
+        subscription = is_subscription(query, name, self._context.settings)
+        return guarded(results, self._context.auth, subscription=subscription)
+
+
+class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws whose socket closes (4403) the moment its session ends."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = cast(Any, _HeldSchema(self.schema, self.context))
+        self._closing: asyncio.Future[None] | None = None
+        if self.context.auth.holder is not None:
+            self.context.auth.holder.on_end = self._session_ended
+
+    def _session_ended(self) -> None:
+        """Cancel the socket's operations and close it; an operation of this socket that
+        ended the session itself (logout, a password change) still sends its answer first."""
+        current = asyncio.current_task()
+        ending = None
+        for operation_id, operation in list(self.operations.items()):
+            if operation.task is not None and operation.task is current:
+                ending = operation.task
+                continue
+            self.operations.pop(operation_id)
+            if operation.task is not None:
+                operation.task.cancel()
+        if ending is None:
+            self._close_soon()
+        else:
+            ending.add_done_callback(lambda _: self._close_soon())
+
+    def _close_soon(self) -> None:
+        self._closing = asyncio.ensure_future(self._close_forbidden())
+
+    async def _close_forbidden(self) -> None:
+        with suppress(Exception):  # already closed, or the client is gone
+            await self.websocket.close(code=4403, reason="session ended")
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        holder = self.context.auth.holder
+        if holder is not None and holder.ended is not None:
+            await self._close_forbidden()
+            return
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            self.context.auth.close()
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, limits and HTTP semantics."""
+
+    graphql_transport_ws_handler_class = LiveTransportWS
 
     def __init__(
         self,
@@ -144,6 +218,7 @@ class GraphQLApp(GraphQL[Context, None]):
         accounts: Accounts,
         crawls: CrawlLauncher,
         ml: PriceService,
+        live: LiveSessions | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -160,6 +235,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.crawls = crawls
         self.ml = ml
         self.origins = OriginPolicy.of(settings)
+        self.live = live
         self.compiled: CompiledQueries | None = None
         if settings.compiled_queries:
             self.compiled = compiled_queries(schema, settings, accounts.blocking)
@@ -236,6 +312,7 @@ class GraphQLApp(GraphQL[Context, None]):
             crawls=self.crawls,
             ml=self.ml,
             catalog=CatalogLoaders(self.engine),
+            live=self.live,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -252,6 +329,17 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_page())
+
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """A streamed operation (SSE, multipart) is held to the caller as they are now."""
+        data = kwargs["request_data"]
+        if not isinstance(data, GraphQLRequestData) or data.protocol == "http":
+            return await super().execute_operation(*args, **kwargs)
+        context: Context = kwargs["context"]
+        context.auth.go_live()
+        results = await super().execute_operation(*args, **kwargs)
+        subscription = is_subscription(data.query, data.operation_name, self.settings)
+        return guarded(cast(Any, results), context.auth, subscription=subscription, release=True)
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         try:

@@ -278,6 +278,17 @@ class Settings(BaseSettings):
         description="a user's stream or export slot in Redis lapses unless its worker "
         "renews it (every third of this): a killed worker's slots free themselves",
     )
+    # live sessions: sockets and streams act as their users are now
+    session_poll_seconds: float = Field(
+        default=1.0,
+        ge=0.05,
+        le=1.0,
+        description=(
+            "how often a process re-reads the users it holds sockets or streams for, where "
+            "change notices cannot reach it (SQLite without Redis, a notice listener "
+            "reconnecting): the longest a change takes to reach a socket there"
+        ),
+    )
 
     @field_validator("crawl_allowed_hosts", mode="before")
     @classmethod
