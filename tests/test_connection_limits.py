@@ -42,7 +42,7 @@ from tests.conftest import (
     _new_database,
     app_client,
 )
-from tests.live import bookql, running_server
+from tests.live import bookql, post_graphql, running_server
 from tests.test_accounts import LOGIN, PASSWORD, SECRET, make_admin
 from tests.workers import worker_env
 
@@ -333,19 +333,10 @@ async def _forget_slots(redis_url: str) -> None:
         await redis.aclose()
 
 
-def _fresh_post(base: str, query: str, token: str | None = None, **variables: Any) -> Any:
-    """On a connection of its own, so it may land on either worker."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=base, timeout=30) as http:
-        return http.post(
-            "/graphql", json={"query": query, "variables": variables}, headers=headers
-        ).json()
-
-
 def test_the_per_user_caps_hold_across_workers(two_workers: tuple[str, dict[str, str]]) -> None:
     url, env = two_workers
-    token = _fresh_post(url, LOGIN, u="admin", p=PASSWORD)["data"]["login"]["accessToken"]
-    run_id = _fresh_post(url, START, token, url="http://127.0.0.1:9/")["data"]["startCrawl"]["id"]
+    token = post_graphql(url, LOGIN, u="admin", p=PASSWORD)["data"]["login"]["accessToken"]
+    run_id = post_graphql(url, START, token, url="http://127.0.0.1:9/")["data"]["startCrawl"]["id"]
     ws_url = url.replace("http://", "ws://") + "/graphql"
     subscribe = {"query": PROGRESS, "variables": {"id": run_id}}
 

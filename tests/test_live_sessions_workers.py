@@ -15,14 +15,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import LiveServer, bookql, running_server
+from tests.live import LiveServer, bookql, post_graphql, running_server
 from tests.sessions import ME, USERS, codes
 from tests.test_accounts import LOGIN, PASSWORD, REGISTER, SECRET
 
@@ -54,16 +53,6 @@ def two_workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
     bookql(env, "users", "create", "boss", "--admin", stdin=PASSWORD + "\n")
     with running_server(env, tmp_path / "server.log", workers=2) as server:
         yield server, request.param
-
-
-def _post(url: str, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
-    """On a connection of its own, so it may land on either worker."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url, timeout=30) as client:
-        body: dict[str, Any] = client.post(
-            "/graphql", json={"query": query, "variables": variables}, headers=headers
-        ).json()
-    return body
 
 
 def _open(url: str, token: str, stack: ExitStack) -> ClientConnection:
@@ -124,21 +113,21 @@ def test_a_change_through_one_worker_reaches_sockets_on_the_other(
     server, transport = two_workers
     # notices arrive at once; the SQLite poll re-reads once a second
     allowed = 1.0 if transport.startswith("postgresql") else 2.0
-    boss = _post(server.url, LOGIN, u="boss", p=PASSWORD)["data"]["login"]["accessToken"]
-    user = _post(server.url, REGISTER, u="roaming", p=PASSWORD)["data"]["register"]
+    boss = post_graphql(server.url, LOGIN, u="boss", p=PASSWORD)["data"]["login"]["accessToken"]
+    user = post_graphql(server.url, REGISTER, u="roaming", p=PASSWORD)["data"]["register"]
     user_id = user["user"]["id"]
-    assert "errors" not in _post(server.url, SET_ROLE, boss, id=user_id, r="ADMIN")
+    assert "errors" not in post_graphql(server.url, SET_ROLE, boss, id=user_id, r="ADMIN")
     with ExitStack() as stack:
         sockets = _sockets_on_both_workers(server, user["accessToken"], stack)
         assert all("errors" not in _run(ws, USERS) for ws in sockets)
 
-        assert "errors" not in _post(server.url, SET_ROLE, boss, id=user_id, r="USER")
+        assert "errors" not in post_graphql(server.url, SET_ROLE, boss, id=user_id, r="USER")
         time.sleep(allowed)
         for ws in sockets:
             assert codes(_run(ws, USERS)) == ["FORBIDDEN"]
             assert _run(ws, ME)["data"]["me"]["role"] == "USER"
 
-        assert "errors" not in _post(server.url, SET_ACTIVE, boss, id=user_id, a=False)
+        assert "errors" not in post_graphql(server.url, SET_ACTIVE, boss, id=user_id, a=False)
         changed = time.monotonic()
         for ws in sockets:
             with pytest.raises(ConnectionClosed) as closed:

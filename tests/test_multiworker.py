@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import bookql, running_server
+from tests.live import bookql, post_graphql, running_server
 
 PASSWORD = "two workers password"
 LOGIN = """mutation($u: String!, $p: String!) {
@@ -51,16 +51,6 @@ def two_workers(
         yield server.url, env
 
 
-def _post(url: str, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
-    """One request on a connection of its own, so it may land on either worker."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url, timeout=30) as client:
-        body: dict[str, Any] = client.post(
-            "/graphql", json={"query": query, "variables": variables}, headers=headers
-        ).json()
-    return body
-
-
 def _codes(body: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in body.get("errors") or []]
 
@@ -70,17 +60,17 @@ def test_two_workers_share_limits_models_and_metrics(two_workers: tuple[str, Any
     from redis import Redis
 
     Redis.from_url(env["BOOKQL_REDIS_URL"]).flushdb()
-    codes = [_codes(_post(url, LOGIN, u="guess", p="wrong password")) for _ in range(7)]
+    codes = [_codes(post_graphql(url, LOGIN, u="guess", p="wrong password")) for _ in range(7)]
     assert codes == [["UNAUTHENTICATED"]] * 5 + [["RATE_LIMITED"]] * 2  # one count for both
 
-    token = _post(url, LOGIN, u="admin", p=PASSWORD)["data"]["login"]["accessToken"]
+    token = post_graphql(url, LOGIN, u="admin", p=PASSWORD)["data"]["login"]["accessToken"]
     versions = [line.split()[0] for line in bookql(env, "models", "list").splitlines()[1:]]
     for version in versions[-2:]:
-        assert _post(url, ACTIVATE, token, v=version)["data"]["activateModel"]["version"]
+        assert post_graphql(url, ACTIVATE, token, v=version)["data"]["activateModel"]["version"]
         time.sleep(1.2)  # each worker looks at the active alias at most once a second
-        served = {_post(url, PREDICT, token)["data"]["predictPrice"]["modelVersion"]}
+        served = {post_graphql(url, PREDICT, token)["data"]["predictPrice"]["modelVersion"]}
         for _ in range(9):
-            served.add(_post(url, PREDICT, token)["data"]["predictPrice"]["modelVersion"])
+            served.add(post_graphql(url, PREDICT, token)["data"]["predictPrice"]["modelVersion"])
         assert served == {version}
 
     before = _requests(url)

@@ -9,11 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import bookql, running_server
+from tests.live import bookql, post_graphql, running_server
 
 PASSWORD = "racing admin password"
 TRIALS = 10
@@ -55,18 +54,8 @@ def server(
         yield live.url, token
 
 
-def _post(url: str, query: str, token: str | None, **variables: Any) -> dict[str, Any]:
-    """One request on a connection of its own, so it may land on either worker."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url, timeout=30) as client:
-        body: dict[str, Any] = client.post(
-            "/graphql", json={"query": query, "variables": variables}, headers=headers
-        ).json()
-    return body
-
-
 def _data(url: str, query: str, token: str | None, **variables: Any) -> dict[str, Any]:
-    body = _post(url, query, token, **variables)
+    body = post_graphql(url, query, token, **variables)
     assert "errors" not in body, body["errors"]
     data: dict[str, Any] = body["data"]
     return data
@@ -109,7 +98,7 @@ def test_racing_edits_on_two_workers(server: tuple[str, str]) -> None:
             same = [
                 {"id": book_id, "version": found["version"], "title": f"T{n}"} for n in range(4)
             ]
-            bodies = pool.map(lambda edit: _post(url, UPDATE, token, input=edit), same)
+            bodies = pool.map(lambda edit: post_graphql(url, UPDATE, token, input=edit), same)
             codes = sorted(str(_code(body)) for body in bodies)
             if codes != ["CONFLICT"] * 3 + ["None"]:
                 broken.append((trial, "versions", codes))
