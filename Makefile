@@ -16,8 +16,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/bookql serve
 
+# One pytest worker a core (at most 4: each takes a Redis database of its own, see conftest).
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses=4
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

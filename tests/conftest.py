@@ -91,7 +91,12 @@ def postgres() -> Iterator[PostgresDatabases]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return require_service(REDIS_URL, "BOOKQL_TEST_REDIS_URL", "Redis")
+    """The configured Redis; under pytest-xdist each worker gets a database of its own (the
+    configured number, then the ones below it), since tests flush theirs."""
+    url = make_url(require_service(REDIS_URL, "BOOKQL_TEST_REDIS_URL", "Redis"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    database = (int(url.database or 0) - int(worker.removeprefix("gw"))) % 16
+    return url.set(database=str(database)).render_as_string(hide_password=False)
 
 
 def _new_database(
