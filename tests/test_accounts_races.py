@@ -8,9 +8,13 @@ import asyncio
 from typing import Any
 
 import jwt
+import pytest
 from sqlalchemy import select
 
 from bookql.accounts.models import Role, refresh_tokens, users
+from bookql.accounts.setup import build_accounts
+from bookql.api.errors import Unauthenticated
+from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from tests.conftest import GraphQLClient, ScratchDatabase, app_client, error_codes
 from tests.test_accounts import LOGIN, PASSWORD, REFRESH, SECRET, make_admin, register
@@ -142,3 +146,28 @@ async def test_racing_password_changes_leave_one_password(empty_db: ScratchDatab
         ]
     live = await _live_tokens(empty_db)
     assert len(live) == 2  # the winner's session and the login just made
+
+
+async def test_a_password_change_checks_the_callers_token_version(
+    empty_db: ScratchDatabase,
+) -> None:
+    """A change that lands between the caller's token check and the locked write (another
+    password change, a deactivation) moves the token version: the write is then refused,
+    even with the account's current password, instead of ending a session it never saw."""
+    settings = empty_db.settings(jwt_secret=SECRET)
+    engine = create_async_db_engine(settings)
+    blocking = BlockingDatabase.for_settings(settings)
+    accounts = build_accounts(settings, engine, None, blocking)
+    try:
+        await accounts.create_user("alice", PASSWORD)
+        session = await accounts.login("alice", PASSWORD, None)
+        viewer = await accounts.authenticate(session.access.token)
+        await accounts.change_password(viewer, PASSWORD, "meanwhile elsewhere")
+        with pytest.raises(Unauthenticated):
+            await accounts.change_password(viewer, "meanwhile elsewhere", "stale caller's pick")
+        again = await accounts.login("alice", "meanwhile elsewhere", None)
+        assert again.user.username == "alice"
+    finally:
+        accounts.close()
+        blocking.close()
+        await engine.dispose()

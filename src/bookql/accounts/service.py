@@ -263,7 +263,7 @@ class Accounts:
         """Every other session ends; the caller gets a fresh one.
 
         argon2 runs before the lock: the write then proceeds only if the row still holds the
-        hash that was checked and the sessions it was checked for.
+        hash that was checked and the token version the caller's token carries.
         """
         self.passwords.check_policy(new)
         seen = await self.user_by_id(viewer.user_id)
@@ -278,7 +278,7 @@ class Accounts:
                 user is None
                 or not user.is_active
                 or user.password_hash != seen.password_hash
-                or user.token_version != seen.token_version
+                or user.token_version != viewer.token_version
             ):
                 raise Unauthenticated("the account changed meanwhile: sign in again")
             user = await _update(
