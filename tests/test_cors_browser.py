@@ -4,7 +4,6 @@ calls the API; the listed one reads answers and refusals, the unlisted one is bl
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.browser import headless_chromium, require_chromium
 from tests.live import free_port
 from tests.live import live_server as serve
 
@@ -49,16 +48,6 @@ Promise.all([
 """
 
 
-def _require_browser() -> tuple[str, str]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    message = "the CORS browser test needs Debian's chromium and chromium-driver"
-    if IN_CI:
-        pytest.fail(f"CI must not skip: {message}")
-    pytest.skip(message)
-
-
 class _Quiet(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -85,30 +74,10 @@ def pages(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    chromium, chromedriver = _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    driver.set_script_timeout(30)
-    try:
+    binaries = require_chromium("the CORS browser test")
+    with headless_chromium(binaries, tmp_path / "chromium") as driver:
+        driver.set_script_timeout(30)
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_a_listed_origin_is_answered_and_others_are_blocked(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bookql.api import graphiql
-from tests.conftest import IN_CI
+from tests.browser import headless_chromium, require_chromium
 from tests.live import live_server as serve
 
 
@@ -26,16 +25,6 @@ def test_page_uses_packaged_assets_or_falls_back_to_the_cdn(
     assert "/static/graphiql/graphiql.min.js" in page
 
 
-def _require_browser() -> tuple[str, str]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium and driver and graphiql.assets_installed():
-        return chromium, driver
-    message = "the GraphiQL browser test needs Debian's chromium and chromium-driver, and npm"
-    if IN_CI:
-        pytest.fail(f"CI must not skip: {message}")
-    pytest.skip(message)
-
-
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
     with serve({**os.environ, "BOOKQL_DATA_DIR": str(tmp_path)}) as url:
@@ -43,30 +32,14 @@ def live_server(tmp_path: Path) -> Iterator[str]:
 
 
 def test_graphiql_runs_a_query_in_chromium(live_server: str, tmp_path: Path) -> None:
-    chromium, chromedriver = _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    binaries = require_chromium(
+        "the GraphiQL browser test", also=graphiql.assets_installed(), needs=", and npm"
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    try:
+    with headless_chromium(binaries, tmp_path / "chromium") as browser:
         browser.get(f"{live_server}/graphql")
         wait = WebDriverWait(browser, 30)
         run = wait.until(
@@ -87,5 +60,3 @@ def test_graphiql_runs_a_query_in_chromium(live_server: str, tmp_path: Path) -> 
         )
         assert resources, "the page loaded no assets"
         assert all(name.startswith(live_server) for name in resources), resources
-    finally:
-        browser.quit()
