@@ -3,6 +3,7 @@ signals and several workers; and the command line as a subprocess."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -97,3 +98,21 @@ def post_graphql(base: str, query: str, token: str | None = None, /, **variables
         return client.post(
             "/graphql", json={"query": query, "variables": variables}, headers=headers
         ).json()
+
+
+def server_env(data_dir: Path, **settings: object) -> dict[str, str]:
+    """The environment of a test's ``bookql`` process: the suite's own variables, a data
+    directory of the test's, argon2 at its cheapest accepted cost, no metrics directory
+    (``serve`` makes its own), and ``settings`` as ``BOOKQL_*`` variables
+    (``database_url=…`` is ``BOOKQL_DATABASE_URL``)."""
+    from tests.conftest import FAST_ARGON2
+
+    env = {**os.environ, "BOOKQL_DATA_DIR": str(data_dir)}
+    env.update(
+        {
+            f"BOOKQL_{name.upper()}": str(value)
+            for name, value in {**FAST_ARGON2, **settings}.items()
+        }
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env

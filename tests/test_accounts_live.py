@@ -5,15 +5,14 @@ the client's address with ``X-Forwarded-For``."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import bookql, running_server
+from tests.conftest import PostgresDatabases
+from tests.live import bookql, running_server, server_env
 
 PASSWORD = "two workers password"
 AUTH = "accessToken refreshToken"
@@ -31,17 +30,14 @@ def server(
     """Two workers; uvicorn's own FORWARDED_ALLOW_IPS says "trust everyone", and
     BOOKQL_FORWARDED_ALLOW_IPS (its default, 127.0.0.1) must win over it."""
     data = tmp_path_factory.mktemp("accounts-live")
-    env = {
-        **os.environ,
-        "BOOKQL_DATABASE_URL": postgres.create(),
-        "BOOKQL_DATA_DIR": str(data),
-        "BOOKQL_REDIS_URL": redis_url,
-        "BOOKQL_RUN_JOBS_IN_SERVER": "false",
-        "BOOKQL_AUTO_SEED": "false",
-        "FORWARDED_ALLOW_IPS": "*",
-        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = server_env(
+        data,
+        database_url=postgres.create(),
+        redis_url=redis_url,
+        run_jobs_in_server="false",
+        auto_seed="false",
+    )
+    env["FORWARDED_ALLOW_IPS"] = "*"  # uvicorn's own: bookql serve's setting must win over it
     env.pop("BOOKQL_FORWARDED_ALLOW_IPS", None)
     bookql(env, "db", "upgrade")
     bookql(env, "users", "create", "admin", "--admin", stdin=PASSWORD + "\n")

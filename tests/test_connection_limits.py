@@ -10,7 +10,6 @@ workers on PostgreSQL + Redis.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 import uuid
@@ -36,13 +35,12 @@ from bookql.api.errors import RateLimited
 from bookql.api.slots import Kind, UserSlots
 from bookql.db.engine import create_async_db_engine
 from tests.conftest import (
-    FAST_ARGON2,
     PostgresDatabases,
     ScratchDatabase,
     _new_database,
     app_client,
 )
-from tests.live import bookql, post_graphql, running_server
+from tests.live import bookql, post_graphql, running_server, server_env
 from tests.test_accounts import LOGIN, PASSWORD, SECRET, make_admin
 from tests.workers import worker_env
 
@@ -301,19 +299,16 @@ def test_real_sockets_are_refused_at_the_upgrade_and_closed_when_idle(sqlite_ser
 def two_workers(
     postgres: PostgresDatabases, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    env = {
-        **os.environ,
-        "BOOKQL_DATABASE_URL": postgres.create(),
-        "BOOKQL_DATA_DIR": str(tmp_path),
-        "BOOKQL_REDIS_URL": redis_url,
-        "BOOKQL_RUN_JOBS_IN_SERVER": "false",
-        "BOOKQL_CRAWL_ALLOWED_HOSTS": "127.0.0.1",
-        "BOOKQL_MAX_STREAMS_PER_USER": "2",
-        "BOOKQL_MAX_EXPORTS_PER_USER": "1",
-        "BOOKQL_STREAM_SLOT_LEASE_SECONDS": "3",
-        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = server_env(
+        tmp_path,
+        database_url=postgres.create(),
+        redis_url=redis_url,
+        run_jobs_in_server="false",
+        crawl_allowed_hosts="127.0.0.1",
+        max_streams_per_user=2,
+        max_exports_per_user=1,
+        stream_slot_lease_seconds=3,
+    )
     asyncio.run(_forget_slots(redis_url))
     bookql(env, "db", "upgrade")
     bookql(env, "seed")

@@ -20,8 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import LiveServer, bookql, post_graphql, running_server
+from tests.conftest import PostgresDatabases
+from tests.live import LiveServer, bookql, post_graphql, running_server, server_env
 from tests.sessions import ME, USERS, codes
 from tests.test_accounts import LOGIN, PASSWORD, REGISTER, SECRET
 
@@ -35,14 +35,7 @@ MAX_SOCKETS = 24
 
 @pytest.fixture(params=["postgresql+redis", "postgresql", "sqlite"])
 def two_workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
-    env = {
-        **os.environ,
-        "BOOKQL_DATA_DIR": str(tmp_path),
-        "BOOKQL_JWT_SECRET": SECRET,
-        "BOOKQL_AUTO_SEED": "false",
-        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = server_env(tmp_path, jwt_secret=SECRET, auto_seed="false")
     if request.param.startswith("postgresql"):
         postgres: PostgresDatabases = request.getfixturevalue("postgres")
         env["BOOKQL_DATABASE_URL"] = postgres.create()

@@ -33,8 +33,8 @@ from bookql.ml.models import model_trainings
 from bookql.ml.store import ModelStore, StoredModel
 from bookql.ml.training import TrainedModel, train_price_model
 from tests.admin_session import AdminClient, admin_session
-from tests.conftest import FAST_ARGON2, PostgresDatabases, ScratchDatabase, app_client, error_codes
-from tests.live import bookql, running_server
+from tests.conftest import PostgresDatabases, ScratchDatabase, app_client, error_codes
+from tests.live import bookql, running_server, server_env
 from tests.test_ml import CATEGORIES, snapshot_frame
 from tests.test_ml_api import JOBS_IN_SERVER
 
@@ -416,16 +416,13 @@ def test_the_command_line_refuses_bad_versions(trained: TrainedModel, tmp_path: 
 def two_workers(
     postgres: PostgresDatabases, redis_url: str, tmp_path: Path, trained: TrainedModel
 ) -> Iterator[tuple[str, Path, StoredModel]]:
-    env = {
-        **os.environ,
-        "BOOKQL_DATABASE_URL": postgres.create(),
-        "BOOKQL_DATA_DIR": str(tmp_path),
-        "BOOKQL_REDIS_URL": redis_url,
-        "BOOKQL_RUN_JOBS_IN_SERVER": "false",
-        "BOOKQL_LOG_FORMAT": "json",
-        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = server_env(
+        tmp_path,
+        database_url=postgres.create(),
+        redis_url=redis_url,
+        run_jobs_in_server="false",
+        log_format="json",
+    )
     bookql(env, "db", "upgrade")
     bookql(env, "seed")
     bookql(env, "users", "create", "reader", stdin="two workers password\n")

@@ -7,7 +7,6 @@ both within a second, and ``/metrics`` from either worker counts the requests of
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import bookql, post_graphql, running_server
+from tests.conftest import PostgresDatabases
+from tests.live import bookql, post_graphql, running_server, server_env
 
 PASSWORD = "two workers password"
 LOGIN = """mutation($u: String!, $p: String!) {
@@ -32,15 +31,9 @@ ACTIVATE = """mutation($v: String!) { activateModel(input: {version: $v}) { vers
 def two_workers(
     postgres: PostgresDatabases, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    env = {
-        **os.environ,
-        "BOOKQL_DATABASE_URL": postgres.create(),
-        "BOOKQL_DATA_DIR": str(tmp_path),
-        "BOOKQL_REDIS_URL": redis_url,
-        "BOOKQL_RUN_JOBS_IN_SERVER": "false",
-        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve must make its own
+    env = server_env(
+        tmp_path, database_url=postgres.create(), redis_url=redis_url, run_jobs_in_server="false"
+    )
     bookql(env, "db", "upgrade")
     bookql(env, "seed")
     bookql(env, "users", "create", "admin", "--admin", stdin=PASSWORD + "\n")

@@ -3,7 +3,6 @@ Redis: each request on a connection of its own, so the racing edits land on eith
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST_ARGON2, PostgresDatabases
-from tests.live import bookql, post_graphql, running_server
+from tests.conftest import PostgresDatabases
+from tests.live import bookql, post_graphql, running_server, server_env
 
 PASSWORD = "racing admin password"
 TRIALS = 10
@@ -33,15 +32,9 @@ def server(
     postgres: PostgresDatabases, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
     """Two workers over a catalogue with a category of its own (Race), and an admin's token."""
-    env = {
-        **os.environ,
-        "BOOKQL_DATABASE_URL": postgres.create(),
-        "BOOKQL_DATA_DIR": str(tmp_path),
-        "BOOKQL_REDIS_URL": redis_url,
-        "BOOKQL_RUN_JOBS_IN_SERVER": "false",
-        **{f"BOOKQL_{name.upper()}": str(value) for name, value in FAST_ARGON2.items()},
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = server_env(
+        tmp_path, database_url=postgres.create(), redis_url=redis_url, run_jobs_in_server="false"
+    )
     bookql(env, "db", "upgrade")
     bookql(env, "users", "create", "admin", "--admin", stdin=PASSWORD + "\n")
     with running_server(env, tmp_path / "server.log", workers=2) as live:
