@@ -35,7 +35,7 @@ PASSWORD = "benchmark password"
 LOGINS_AT_ONCE = 16
 # Reads the catalogue: every request checks its caller (the database is empty: the check
 # and the query's own statement are all there is to time).
-CATALOGUE = "{ books(first: 1) { edges { node { title } } } }"
+CATALOG = "{ books(first: 1) { edges { node { title } } } }"
 
 
 async def _http_signed_in(
@@ -45,7 +45,7 @@ async def _http_signed_in(
     timings = []
     for _ in range(samples):
         started = time.perf_counter()
-        response = await client.post(f"{url}/graphql", json={"query": CATALOGUE}, headers=headers)
+        response = await client.post(f"{url}/graphql", json={"query": CATALOG}, headers=headers)
         timings.append(time.perf_counter() - started)
         assert "errors" not in response.json(), response.text
     return timings
@@ -67,7 +67,7 @@ async def _ws_operations(url: str, token: str | None, samples: int) -> list[floa
 
 
 async def _operation(ws: ClientConnection, op: str) -> None:
-    await ws.send(json.dumps({"id": op, "type": "subscribe", "payload": {"query": CATALOGUE}}))
+    await ws.send(json.dumps({"id": op, "type": "subscribe", "payload": {"query": CATALOG}}))
     answer = json.loads(await ws.recv())
     assert answer["type"] == "next" and "errors" not in answer["payload"], answer
     assert json.loads(await ws.recv())["type"] == "complete"
@@ -186,7 +186,7 @@ def main() -> None:
     print(
         table(
             [
-                [CATALOGUE, "p50 ms", "p99 ms"],
+                [CATALOG, "p50 ms", "p99 ms"],
                 *(
                     [f"{transport} {who.replace('_', ' ')}", f"{p50:.2f}", f"{p99:.2f}"]
                     for transport, key in (("HTTP", "http"), ("WebSocket operation", "ws"))

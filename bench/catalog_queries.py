@@ -216,7 +216,7 @@ class Captured:
     background: int = 0
 
 
-_CATALOGUE = re.compile(r"\b(?:FROM|JOIN)\s+(?:books|categories)\b", re.IGNORECASE)
+_CATALOG = re.compile(r"\b(?:FROM|JOIN)\s+(?:books|categories)\b", re.IGNORECASE)
 
 
 @contextmanager
@@ -226,7 +226,7 @@ def recording() -> Iterator[Captured]:
     found = Captured()
 
     def statement(conn: Connection, _cursor: Any, sql: str, *_args: Any) -> None:
-        if not _CATALOGUE.search(sql):
+        if not _CATALOG.search(sql):
             found.background += 0 if _TRANSACTION.match(sql) else 1
             return
         found.statements.append(sql)

@@ -45,8 +45,7 @@ from sqlalchemy.engine import make_url
 from bench.harness import Server, bookql_server, median, pin_self, table, write_results
 from bookql.core.config import Settings
 from bookql.db.engine import create_async_db_engine
-from bookql.ml.features import FEATURES, LABEL
-from bookql.ml.training_data import (
+from bookql.ml.dataset import (
     COLUMN_NAMES,
     COLUMNS,
     Shape,
@@ -55,6 +54,7 @@ from bookql.ml.training_data import (
     cursor_after,
     refresh_features,
 )
+from bookql.ml.features import FEATURES, LABEL
 
 ROOT = Path(__file__).parents[1]
 DEFAULT_URL = "postgresql+psycopg://root@127.0.0.1:5432/bookql_bench_export"

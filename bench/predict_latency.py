@@ -32,7 +32,7 @@ from bench.harness import (
 )
 from bookql.ml.features import FEATURES, book_features
 from bookql.ml.store import ModelStore
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 
 LOGIN = """mutation($u: String!, $p: String!) {
     login(input: {username: $u, password: $p}) { accessToken } }"""

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bookql.catalog.seed import seed_catalogue
+from bookql.catalog.seed import seed_catalog
 from bookql.db.engine import create_async_db_engine
 from tests.conftest import GraphQLClient, ScratchDatabase, app_client
 from tests.test_accounts import SECRET, login, make_admin, register
@@ -26,7 +26,7 @@ class AdminClient(GraphQLClient):
 async def seed(database: ScratchDatabase) -> None:
     engine = create_async_db_engine(database.settings())
     try:
-        await seed_catalogue(engine)
+        await seed_catalog(engine)
     finally:
         await engine.dispose()
 

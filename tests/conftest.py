@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bookql.api.app import create_app
-from bookql.catalog.seed import seed_catalogue
+from bookql.catalog.seed import seed_catalog
 from bookql.core.config import Settings
 from bookql.db.engine import create_async_db_engine, create_sync_engine
 from bookql.db.migrate import upgrade
@@ -117,7 +117,7 @@ def _new_database(
 def _seed(database: ScratchDatabase) -> None:
     async def run() -> None:
         engine = create_async_db_engine(database.settings())
-        await seed_catalogue(engine)
+        await seed_catalog(engine)
         await engine.dispose()
 
     asyncio.run(run())

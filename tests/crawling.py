@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Row, create_engine, select
 
-from bookql.catalog.models import books, categories, descriptions, price_points
-from bookql.crawls.models import crawl_runs
+from bookql.catalog.tables import books, categories, descriptions, price_points
+from bookql.crawls.tables import crawl_runs
 from bookql.db.urls import parse_database_url, sync_url
 from tests.conftest import ScratchDatabase
 

@@ -26,7 +26,7 @@ from graphql import (
 )
 from hypothesis import strategies as st
 
-CATALOGUE_ROOTS = ("book", "books", "category", "categories", "stats", "node")
+CATALOG_ROOTS = ("book", "books", "category", "categories", "stats", "node")
 MAX_DEPTH = 4  # object levels below the root
 
 
@@ -352,7 +352,7 @@ def operations(draw: st.DrawFn, schema: GraphQLSchema, pools: Pools) -> Operatio
     doc = Document(draw=draw, schema=schema, pools=pools, faults=faults)
     query_type = schema.query_type
     assert query_type is not None
-    roots = draw(st.lists(st.sampled_from(CATALOGUE_ROOTS), min_size=1, max_size=3, unique=True))
+    roots = draw(st.lists(st.sampled_from(CATALOG_ROOTS), min_size=1, max_size=3, unique=True))
     parts = [_field(doc, query_type, name, 0) for name in roots]
     if doc.chance(5):
         parts.append("__typename")

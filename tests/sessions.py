@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from bookql.api.app import create_app
 from bookql.api.errors import Conflict
-from bookql.ml.training_data import TrainingData
+from bookql.ml.dataset import TrainingData
 from tests.conftest import ScratchDatabase
 from tests.test_accounts import LOGIN, PASSWORD, REFRESH, REGISTER, SECRET, make_admin
 

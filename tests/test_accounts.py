@@ -12,9 +12,9 @@ import argon2
 import jwt
 import pytest
 
-from bookql.accounts.models import Role
 from bookql.accounts.passwords import Passwords
 from bookql.accounts.setup import build_accounts
+from bookql.accounts.tables import Role
 from bookql.core.config import Settings
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
@@ -279,7 +279,7 @@ async def test_node_applies_the_types_permission(
     assert seen["node"] == {"username": "bob"}
 
 
-async def test_private_catalogue(seeded_db: ScratchDatabase) -> None:
+async def test_private_catalog(seeded_db: ScratchDatabase) -> None:
     settings = seeded_db.settings(jwt_secret=SECRET, public_catalogue=False)
     async with app_client(settings) as http:
         client = GraphQLClient(http)
@@ -407,7 +407,7 @@ async def test_throttling_survives_redis_going_away(empty_db: ScratchDatabase) -
 async def test_password_is_rehashed_when_parameters_change(empty_db: ScratchDatabase) -> None:
     from sqlalchemy import select
 
-    from bookql.accounts.models import users
+    from bookql.accounts.tables import users
 
     async with app_client(empty_db.settings(jwt_secret=SECRET)) as http:
         await register(GraphQLClient(http))

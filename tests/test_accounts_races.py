@@ -11,8 +11,8 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from bookql.accounts.models import Role, refresh_tokens, users
 from bookql.accounts.setup import build_accounts
+from bookql.accounts.tables import Role, refresh_tokens, users
 from bookql.api.errors import Unauthenticated
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine

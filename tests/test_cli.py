@@ -18,7 +18,7 @@ from bookql.core.config import Settings
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from bookql.db.migrate import head_revision
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.live import free_port
 
 REPO = Path(__file__).parents[1]
@@ -106,7 +106,7 @@ def test_schema_file_is_the_served_schema() -> None:
     assert bookql("export-schema").stdout == committed
 
 
-def test_serve_on_a_fresh_data_dir_shows_the_catalogue(tmp_path: Path) -> None:
+def test_serve_on_a_fresh_data_dir_shows_the_catalog(tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "bookql", "serve", "--port", str(port)],

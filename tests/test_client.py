@@ -28,8 +28,8 @@ from bookql.accounts.setup import build_accounts
 from bookql.client import TRAINING_DATA, BookQL, BookQLError, sse_events, sse_lines
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
+from bookql.ml.dataset import COLUMNS
 from bookql.ml.features import LABEL, book_features, load_books_frame, load_categories
-from bookql.ml.training_data import COLUMNS
 from tests.conftest import FAST_ARGON2, ScratchDatabase
 from tests.live import live_server
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 
 from bookql.api.relay import to_global_id
 from bookql.api.schema import build_schema
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase
 from tests.graphql_queries import Operation, Pools, operations
 from tests.paths import pair

@@ -102,7 +102,7 @@ def test_fields_no_domain_compiles_leave_the_operation_to_the_standard_path(
     assert document.variant(variables(document)) is None, reason
 
 
-def test_catalogue_queries_are_planned_once_per_document_and_operation(planner: Planner) -> None:
+def test_catalog_queries_are_planned_once_per_document_and_operation(planner: Planner) -> None:
     query = f"query A {BOOKS} query B {{ __typename categories {{ name }} }}"
     first = planner.document(query, "A")
     assert first is not None and first.variant(variables(first)) is not None
@@ -225,7 +225,7 @@ async def test_bad_credentials_are_refused_on_both_paths(paths: Pair) -> None:
     assert set(error_codes(body)) == {"UNAUTHENTICATED"}
 
 
-async def test_a_private_catalogue_still_needs_a_token(seeded_db: ScratchDatabase) -> None:
+async def test_a_private_catalog_still_needs_a_token(seeded_db: ScratchDatabase) -> None:
     async with pair(seeded_db, public_catalogue=False) as paths:
         body, by_plan = await served(paths, json={"query": BOOKS})
     assert not by_plan

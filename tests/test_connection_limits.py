@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bookql.accounts.models import users
+from bookql.accounts.tables import users
 from bookql.api.app import create_app
 from bookql.api.errors import RateLimited
 from bookql.api.slots import Kind, UserSlots

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bookql.catalog.models import descriptions, price_points
+from bookql.catalog.tables import descriptions, price_points
 from bookql.db.engine import create_sync_engine
 from bookql.db.migrate import upgrade
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import PostgresDatabases, ScratchDatabase
 from tests.crawling import CRAWLER, FAST, Stored, run_crawl, start_crawl
 from tests.live import live_server
@@ -51,7 +51,7 @@ def pence(amount: float) -> int:
     return int(Decimal(str(amount)) * 100)
 
 
-def test_a_full_crawl_stores_the_catalogue_field_for_field(
+def test_a_full_crawl_stores_the_catalog_field_for_field(
     empty_db: ScratchDatabase, mirror: Mirror, stored: Stored
 ) -> None:
     run_crawl(empty_db, mirror.base_url)
@@ -183,8 +183,8 @@ def test_a_failed_listing_page_stops_removals(
 def test_one_crawl_at_a_time(empty_db: ScratchDatabase, mirror: Mirror, stored: Stored) -> None:
     import asyncio
 
-    from bookql.crawls.models import CrawlStatus
     from bookql.crawls.runs import create_run
+    from bookql.crawls.tables import CrawlStatus
     from bookql.db.engine import create_async_db_engine
 
     async def occupy() -> None:

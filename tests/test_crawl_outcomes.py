@@ -31,8 +31,8 @@ from bookql.api.errors import BadUserInput
 from bookql.core.processes import process_alive
 from bookql.crawls.job import CRAWL_JOB
 from bookql.crawls.launcher import checked_start_url
-from bookql.crawls.models import CrawlStatus
 from bookql.crawls.runs import create_run
+from bookql.crawls.tables import CrawlStatus
 from bookql.db.engine import create_async_db_engine
 from bookql.jobs.queue import enqueue
 from tests.admin_session import admin_session

@@ -12,7 +12,7 @@ from scrapy.http import HtmlResponse, Request
 from bookql_crawler.items import BookItem
 from bookql_crawler.spiders.books import BooksSpider
 from bookql_crawler.validation import InvalidBook, to_record
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 
 PAGES = Path(__file__).parent / "fixtures" / "books_toscrape" / "pages"
 CRAWLER = Path(__file__).parents[1] / "crawler"
@@ -46,7 +46,7 @@ def test_fifty_one_saved_product_pages() -> None:
 
 
 @pytest.mark.parametrize("page", SAVED_PRODUCTS)
-def test_every_saved_product_page_parses_to_its_catalogue_record(page: str) -> None:
+def test_every_saved_product_page_parses_to_its_catalog_record(page: str) -> None:
     truth = {book["product_url"]: book for book in snapshot_books()}
     [item] = list(_spider().parse_book(_response(f"{page}/index.html")))
     record = to_record(item)
@@ -82,7 +82,7 @@ def test_the_last_listing_page_completes_the_walk() -> None:
     assert spider.crawler.stats.get_value("bookql/listing_complete") == 1
 
 
-def test_the_home_page_links_into_the_catalogue() -> None:
+def test_the_home_page_links_into_the_catalog() -> None:
     requests = list(_spider().parse(_response("index.html")))
     assert requests[0].url == SITE + "catalogue/a-light-in-the-attic_1000/index.html"
     assert requests[-1].url == SITE + "catalogue/page-2.html"

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from bookql.catalog.models import books, categories
+from bookql.catalog.tables import books, categories
 from bookql.db.engine import create_sync_engine, write_transaction
-from bookql.ml.models import book_features
+from bookql.ml.tables import book_features
 from tests.admin_session import seed
 from tests.conftest import ScratchDatabase, app_client
 from tests.test_accounts import SECRET

@@ -8,7 +8,7 @@ import pytest
 
 from tests.admin_session import AdminClient, admin_session
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
-from tests.test_catalogue_admin import UPDATE_BOOK, create, global_id, update
+from tests.test_catalog_admin import UPDATE_BOOK, create, global_id, update
 
 
 @pytest.mark.parametrize(

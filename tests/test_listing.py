@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from bookql.catalog.models import books as book_rows
+from bookql.catalog.tables import books as book_rows
 from bookql.db.engine import create_sync_engine
 from tests.admin_session import AdminClient, admin_session
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
 
 Book = dict[str, Any]

@@ -17,8 +17,8 @@ import pytest
 from redis import Redis
 from sqlalchemy import text, update
 
-from bookql.accounts.models import users
 from bookql.accounts.notices import LISTENER
+from bookql.accounts.tables import users
 from bookql.db.engine import create_sync_engine, write_transaction
 from bookql.db.migrate import upgrade
 from tests.conftest import ScratchDatabase

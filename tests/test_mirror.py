@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from tests import mirror as mirror_package
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.mirror import Mirror
 from tests.mirror.render import (
     Category,
@@ -149,7 +149,7 @@ def test_rendering_follows_the_row():
     assert 'class="pager"' not in listing
 
 
-def test_category_page_two_has_the_catalogue_pager():
+def test_category_page_two_has_the_catalog_pager():
     mystery = CATEGORIES["catalogue/category/books/mystery_3/index.html"]
     books = sorted((b for b in BOOKS if category_of(b) == mystery), key=lambda b: -b["id"])
     html = normalise(render_listing_page(books, category=mystery, page=2))
@@ -341,7 +341,7 @@ def test_truncate(mirror: Mirror):
     assert "</html>" not in body.decode("utf-8")
 
 
-def test_catalogue_next_links_walk_50_pages_and_1000_books(mirror: Mirror):
+def test_catalog_next_links_walk_50_pages_and_1000_books(mirror: Mirror):
     """What a crawler of the real site sees: index.html, then "next" until there is none."""
     url: str | None = mirror.url("/index.html")
     pages: list[str] = []

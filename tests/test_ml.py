@@ -15,9 +15,9 @@ import pytest
 
 from bookql.ml import store as store_module
 from bookql.ml.features import FEATURES, LABEL, book_features
+from bookql.ml.price_model import TrainedModel, split_indices, train_price_model
 from bookql.ml.store import ModelStore, UnknownVersion
-from bookql.ml.training import TrainedModel, split_indices, train_price_model
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 
 
 def snapshot_frame() -> pd.DataFrame:
@@ -69,7 +69,7 @@ def test_features_of_a_series_book_and_a_bare_one() -> None:
     assert list(features["category"].cat.categories) == CATEGORIES
 
 
-def test_features_of_the_catalogue() -> None:
+def test_features_of_the_catalog() -> None:
     features = book_features(snapshot_frame(), CATEGORIES)
     books = snapshot_books()
     assert len(features) == 1000
@@ -131,7 +131,7 @@ def test_a_saved_model_predicts_the_same_in_another_process(
     code = (
         "import sys, json, pathlib, pandas as pd;"
         "from bookql.ml.store import ModelStore;"
-        "from bookql.ml.training import predict;"
+        "from bookql.ml.price_model import predict;"
         f"m = ModelStore(pathlib.Path({str(tmp_path)!r})).get({saved.version!r}).load();"
         f"f = pd.read_pickle({str(tmp_path / 'features.pkl')!r});"
         "print(json.dumps(predict(m, f).tolist()))"

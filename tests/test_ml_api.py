@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bookql.ml import predictor as predictor_module
+from bookql.ml import serving as serving_module
 from bookql.ml.features import book_features
+from bookql.ml.price_model import predict
 from bookql.ml.store import ModelStore
-from bookql.ml.training import predict
 from tests.admin_session import AdminClient, admin_session
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase, app_client, error_codes
-from tests.test_catalogue_admin import global_id
+from tests.test_catalog_admin import global_id
 
 MODELS = """{ models { version status active
     metrics { model { mae } baselineMean { mae } intervalCoverage }
@@ -190,7 +190,7 @@ async def test_predictions_are_logged_and_measured(client: AdminClient) -> None:
 async def test_activation_reaches_every_worker(
     client: AdminClient, empty_db: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(predictor_module, "ALIAS_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(serving_module, "ALIAS_CHECK_SECONDS", 0.0)
     first = await train(client)
     second = await train(client, activate=False)
     assert (await client.admin("{ activeModel { version } }"))["activeModel"]["version"] == first
@@ -263,7 +263,7 @@ async def test_a_training_whose_worker_vanished_fails(empty_db: ScratchDatabase)
 
     from bookql.db.engine import create_async_db_engine
     from bookql.jobs.queue import JobQueue
-    from bookql.ml.trainings import queue_training
+    from bookql.ml.training_runs import queue_training
 
     engine = create_async_db_engine(empty_db.settings())
     queued = await queue_training(engine, seed=1, activate=False, requested_by=None, max_attempts=1)

@@ -27,11 +27,11 @@ from sqlalchemy import select
 
 from bookql.api.relay import to_global_id
 from bookql.db.engine import create_sync_engine
-from bookql.ml import predictor as predictor_module
+from bookql.ml import serving as serving_module
 from bookql.ml import store as store_module
-from bookql.ml.models import model_trainings
+from bookql.ml.price_model import TrainedModel, train_price_model
 from bookql.ml.store import ModelStore, StoredModel
-from bookql.ml.training import TrainedModel, train_price_model
+from bookql.ml.tables import model_trainings
 from tests.admin_session import AdminClient, admin_session
 from tests.conftest import PostgresDatabases, ScratchDatabase, app_client, error_codes
 from tests.live import bookql, running_server, server_env
@@ -54,7 +54,7 @@ def trained() -> TrainedModel:
 
 @pytest.fixture(autouse=True)
 def look_at_the_alias_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(predictor_module, "ALIAS_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(serving_module, "ALIAS_CHECK_SECONDS", 0.0)
 
 
 def store_of(database: ScratchDatabase) -> ModelStore:
@@ -283,11 +283,11 @@ async def test_a_switch_during_a_look_at_the_alias_is_not_lost(
 ) -> None:
     """``forget`` while the alias is being read (the training job activating as a request
     looks): the next request looks again rather than trusting the look for a second."""
-    monkeypatch.setattr(predictor_module, "ALIAS_CHECK_SECONDS", 60.0)
+    monkeypatch.setattr(serving_module, "ALIAS_CHECK_SECONDS", 60.0)
     store = ModelStore(tmp_path)
     first, second = store.save(trained), store.save(trained)
     store.activate(first.version)
-    active = predictor_module.ActiveModel(store)
+    active = serving_module.ActiveModel(store)
     real = store.alias
     looking, go = threading.Event(), threading.Event()
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, insert, select
 
-from bookql.accounts.models import users
+from bookql.accounts.tables import users
 from bookql.api.relay import to_global_id
-from bookql.catalog.models import books, categories
-from bookql.crawls.models import crawl_runs
+from bookql.catalog.tables import books, categories
+from bookql.crawls.tables import crawl_runs
 from bookql.db.engine import create_sync_engine
-from bookql.ml.models import ModelStatus, model_trainings, predictions
+from bookql.ml.tables import ModelStatus, model_trainings, predictions
 from tests.admin_session import AdminClient, admin_session
 from tests.conftest import ScratchDatabase
 from tests.test_accounts import register
@@ -165,7 +165,7 @@ async def test_hidden_objects_answer_as_missing_ones(
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["standard", "compiled"])
-async def test_a_private_catalogue_hides_existence_from_anonymous_callers(
+async def test_a_private_catalog_hides_existence_from_anonymous_callers(
     empty_db: ScratchDatabase, compiled: bool
 ) -> None:
     async with admin_session(

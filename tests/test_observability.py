@@ -18,8 +18,8 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from bookql.core.logs import REDACTED, configure_logging, redact_secrets, scrub
+from bookql.ml.price_model import train_price_model
 from bookql.ml.store import ModelStore
-from bookql.ml.training import train_price_model
 from tests.conftest import ScratchDatabase, app_client
 from tests.test_ml import CATEGORIES, snapshot_frame
 

@@ -30,7 +30,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert
 
-from bookql.accounts.models import users
+from bookql.accounts.tables import users
 from bookql.api.errors import BadUserInput
 from bookql.api.relay import decode_cursor, encode_cursor
 from bookql.catalog.listing import BookListing, BookOrderField, OrderDirection
@@ -173,8 +173,8 @@ async def walk_pages(
 
 
 def valid_requests(checker: Checker) -> st.SearchStrategy[Request]:
-    catalogue = checker.catalogue
-    return requests(catalogue).filter(lambda r: not faults_of(r, catalogue))
+    catalog = checker.catalog
+    return requests(catalog).filter(lambda r: not faults_of(r, catalog))
 
 
 def sizes() -> st.SearchStrategy[int | None]:
@@ -353,9 +353,9 @@ async def check_category_pages(
         "filter": book_filter,
     }
     data = await checker.gql.data(CATEGORY_PAGES, variables)
-    catalogue = checker.catalogue
+    catalog = checker.catalog
     for category in data["categories"]:
-        request = Request(book_filter or {}, order, via_category=catalogue.slugs[category["name"]])
+        request = Request(book_filter or {}, order, via_category=catalog.slugs[category["name"]])
         expected = await checker.expected(request)
         connection = category["books"]
         got = [edge["node"]["upc"] for edge in connection["edges"]]

@@ -33,8 +33,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.engine import create_async_db_engine, create_sync_engine
+from bookql.ml.dataset import COLUMNS, FORMULA_STARTS, Shape, TrainingData
 from bookql.ml.features import (
     FEATURES,
     NUMERIC,
@@ -44,14 +45,13 @@ from bookql.ml.features import (
     feature_types,
     features_frame,
 )
-from bookql.ml.models import book_features as stored_features
-from bookql.ml.training_data import COLUMNS, FORMULA_STARTS, Shape, TrainingData
+from bookql.ml.tables import book_features as stored_features
 from tests.admin_session import AdminClient, admin_session
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase
 from tests.test_properties_filters import CHARACTERS, chance, property_settings
 
-CATALOGUE_CATEGORIES = sorted({book["category"] for book in snapshot_books()})
+CATALOG_CATEGORIES = sorted({book["category"] for book in snapshot_books()})
 INT_COLUMNS = [name for name in NUMERIC if name != "series_number"]
 
 # -- strategies ---------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def category_names() -> st.SearchStrategy[str | None]:
     odd = st.text(
         st.one_of(CHARACTERS, st.sampled_from('\r\n,"\\ \t')), min_size=1, max_size=20
     ).filter(lambda name: name.strip() != "")
-    return st.one_of(st.sampled_from(CATALOGUE_CATEGORIES), odd, st.none())
+    return st.one_of(st.sampled_from(CATALOG_CATEGORIES), odd, st.none())
 
 
 def book_inputs() -> st.SearchStrategy[BookInputs]:
@@ -115,7 +115,7 @@ def book_inputs() -> st.SearchStrategy[BookInputs]:
 
 def known_categories() -> st.SearchStrategy[list[str]]:
     """A model's categories: some of the catalogue's, in any order."""
-    return st.lists(st.sampled_from(CATALOGUE_CATEGORIES), unique=True, max_size=12)
+    return st.lists(st.sampled_from(CATALOG_CATEGORIES), unique=True, max_size=12)
 
 
 # -- feature_rows: the one computation ------------------------------------------------------------

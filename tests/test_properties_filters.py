@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bookql.catalog.search import STOP_WORDS
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, app_client, error_codes
 
 PROPERTY_EXAMPLES = os.environ.get("BOOKQL_TEST_PROPERTY_EXAMPLES")
@@ -93,7 +93,7 @@ Order = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
-class Catalogue:
+class Catalog:
     """What the reference needs beyond the snapshot: the categories' slugs and the one time
     the seed stamped as every book's ``lastSeenAt``."""
 
@@ -162,7 +162,7 @@ def _has_nul(value: Any) -> bool:
     return isinstance(value, str) and "\x00" in value
 
 
-def faults_of(request: Request, catalogue: Catalogue) -> set[str]:
+def faults_of(request: Request, catalog: Catalog) -> set[str]:
     """Every value of ``request`` the API refuses, as the label its error carries: the
     filter's ``field``, the ``argument``, or the words of a message naming no field."""
     f, faults = request.filter, set()
@@ -178,7 +178,7 @@ def faults_of(request: Request, catalogue: Catalogue) -> set[str]:
     if low is not None and high is not None and 1 <= low <= 5 and 1 <= high <= 5 and low > high:
         faults.add("ratingMin")
     if f.get("category") is not None and (
-        request.via_category is not None or catalogue.category_of(f["category"]) is None
+        request.via_category is not None or catalog.category_of(f["category"]) is None
     ):
         faults.add("category")
     bounds = {name: f[name] for name in ("priceMin", "priceMax") if f.get(name) is not None}
@@ -204,11 +204,11 @@ def search_words(search: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(word for word in words if word not in STOP_WORDS))
 
 
-def passes(book: Book, request: Request, catalogue: Catalogue) -> bool:
+def passes(book: Book, request: Request, catalog: Catalog) -> bool:
     """Whether ``book`` passes every condition of a valid request's filter."""
     f = request.filter
     category = request.via_category or f.get("category")
-    if category is not None and book.category != catalogue.category_of(category):
+    if category is not None and book.category != catalog.category_of(category):
         return False
     if f.get("priceMin") is not None and book.pence < (price_in_pence(f["priceMin"]) or 0):
         return False
@@ -313,7 +313,7 @@ def assert_refused(body: dict[str, Any], request: Request, faults: set[str]) -> 
     assert data is None or data == {"category": None}, (request, data)
 
 
-async def load_catalogue(gql: GraphQLClient) -> Catalogue:
+async def load_catalog(gql: GraphQLClient) -> Catalog:
     categories = (await gql.data("{ categories { name slug } }"))["categories"]
     slugs = {category["name"]: category["slug"] for category in categories}
     assert sorted(slugs) == CATEGORY_NAMES
@@ -333,7 +333,7 @@ async def load_catalogue(gql: GraphQLClient) -> Catalogue:
             break
         after = page["pageInfo"]["endCursor"]
     assert last_seen.keys() == BY_UPC.keys()
-    return Catalogue(slugs=slugs, last_seen=last_seen)
+    return Catalog(slugs=slugs, last_seen=last_seen)
 
 
 # -- strategies -----------------------------------------------------------------------------
@@ -417,10 +417,10 @@ def names_in_any_case(draw: st.DrawFn) -> str:
     return random_case(draw, draw(st.sampled_from(CATEGORY_NAMES)))
 
 
-def category_keys(catalogue: Catalogue) -> st.SearchStrategy[str]:
+def category_keys(catalog: Catalog) -> st.SearchStrategy[str]:
     """Slugs as they are, names in any case; now and then a key that names no category."""
     known = st.one_of(
-        st.sampled_from(sorted(catalogue.slugs.values())),
+        st.sampled_from(sorted(catalog.slugs.values())),
         st.sampled_from(CATEGORY_NAMES),
         names_in_any_case(),
     )
@@ -441,10 +441,10 @@ def title_needles() -> st.SearchStrategy[str]:
 
 
 @st.composite
-def filters(draw: st.DrawFn, catalogue: Catalogue) -> dict[str, Any]:
+def filters(draw: st.DrawFn, catalog: Catalog) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     if chance(draw, 3):
-        chosen["category"] = draw(category_keys(catalogue))
+        chosen["category"] = draw(category_keys(catalog))
     for name in ("priceMin", "priceMax"):
         if chance(draw, 3):
             chosen[name] = draw(prices())
@@ -474,8 +474,8 @@ def orders(draw: st.DrawFn, searching: bool) -> Order:
 
 
 @st.composite
-def requests(draw: st.DrawFn, catalogue: Catalogue) -> Request:
-    book_filter = draw(filters(catalogue))
+def requests(draw: st.DrawFn, catalog: Catalog) -> Request:
+    book_filter = draw(filters(catalog))
     search = None
     if chance(draw, 3):
         words = st.lists(st.sampled_from(SEARCH_WORDS), min_size=1, max_size=2, unique=True)
@@ -485,9 +485,9 @@ def requests(draw: st.DrawFn, catalogue: Catalogue) -> Request:
     via = None
     named = book_filter.get("category")
     if search is None and isinstance(named, str) and not chance(draw, 3):
-        name = catalogue.category_of(named)
+        name = catalog.category_of(named)
         if name is not None:
-            via = catalogue.slugs[name]
+            via = catalog.slugs[name]
             if not chance(draw, 6):  # usually: a category's books take no category
                 book_filter = {k: v for k, v in book_filter.items() if k != "category"}
     return Request(filter=book_filter, order=order, search=search, via_category=via)
@@ -510,9 +510,9 @@ class Checker:
     """Runs requests and compares them with the reference; unfiltered searches are read
     once per (search, order) and kept."""
 
-    def __init__(self, gql: GraphQLClient, catalogue: Catalogue) -> None:
+    def __init__(self, gql: GraphQLClient, catalog: Catalog) -> None:
         self.gql = gql
-        self.catalogue = catalogue
+        self.catalog = catalog
         self.searches: dict[tuple[str, Order], list[str]] = {}
         self.tally = Tally()
 
@@ -523,22 +523,22 @@ class Checker:
         return self.searches[key]
 
     async def expected(self, request: Request) -> list[str]:
-        catalogue = self.catalogue
+        catalog = self.catalog
         if request.search is None:
-            chosen = [b for b in BOOKS if passes(b, request, catalogue)]
-            return [b.upc for b in catalogue.ordered(chosen, request.order)]
+            chosen = [b for b in BOOKS if passes(b, request, catalog)]
+            return [b.upc for b in catalog.ordered(chosen, request.order)]
         fields = [name for name, _ in request.order]
         if request.order and "RELEVANCE" not in fields:
             # the engine decides what matches; the order is the reference's own
             found = [BY_UPC[upc] for upc in await self.unfiltered(request.search, ())]
-            chosen = [b for b in found if passes(b, request, catalogue)]
-            return [b.upc for b in catalogue.ordered(chosen, request.order)]
+            chosen = [b for b in found if passes(b, request, catalog)]
+            return [b.upc for b in catalog.ordered(chosen, request.order)]
         # a relevance does not depend on the filter: the same order, restricted
         everything = await self.unfiltered(request.search, request.order)
-        return [upc for upc in everything if passes(BY_UPC[upc], request, catalogue)]
+        return [upc for upc in everything if passes(BY_UPC[upc], request, catalog)]
 
     async def check(self, request: Request) -> None:
-        faults = faults_of(request, self.catalogue)
+        faults = faults_of(request, self.catalog)
         if faults:
             body, _ = await fetch(self.gql, request, first=100)
             assert_refused(body, request, faults)
@@ -565,7 +565,7 @@ def checker_over(
         http = runner.run(stack.enter_async_context(app_client(database.settings(**settings))))
         try:
             gql = GraphQLClient(http)
-            yield runner, Checker(gql, runner.run(load_catalogue(gql)))
+            yield runner, Checker(gql, runner.run(load_catalog(gql)))
         finally:
             runner.run(stack.aclose())
 
@@ -574,7 +574,7 @@ def test_books_match_the_reference(seeded_db: ScratchDatabase) -> None:
     with checker_over(seeded_db) as (runner, checker):
 
         @property_settings(200)
-        @given(requests(checker.catalogue))
+        @given(requests(checker.catalog))
         # corners: ties under every order, boundaries, literal wildcards, case, refusals
         @example(Request({"priceMin": 10, "priceMax": 10.0}, (("RATING", "DESC"),)))
         @example(Request({"priceMin": -0.0, "titleContains": "%"}, (("TITLE", "ASC"),)))

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from bookql.api.app import create_app
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase
 
 BOOKS = """query($n: Int!) { books(first: $n) { totalCount edges { node {

@@ -12,16 +12,16 @@ import pytest
 from sqlalchemy import Integer, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.catalog.models import books, categories, descriptions
 from bookql.catalog.records import BookRecord
-from bookql.catalog.seed import seed_catalogue
+from bookql.catalog.seed import seed_catalog
 from bookql.catalog.store import upsert_books
+from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.engine import async_write_transaction, create_async_db_engine
 from bookql.db.types import UTCDateTime
 from tests.admin_session import AdminClient, admin_session
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase, error_codes
-from tests.test_catalogue_admin import (
+from tests.test_catalog_admin import (
     CREATE_CATEGORY,
     DELETE_BOOK,
     UPDATE_BOOK,
@@ -80,7 +80,7 @@ def _other_value(column: Any, row: Any, other_category: int) -> Any:
 
 async def test_every_content_column_moves_the_version(engine: AsyncEngine) -> None:
     """Any UPDATE, by any path, moves it: the triggers cover every column of the table."""
-    record = catalogue_record(snapshot_books()[0], description=None)
+    record = catalog_record(snapshot_books()[0], description=None)
     async with async_write_transaction(engine) as conn:
         await upsert_books(conn, [record])
         other = categories.insert().values(name="Other", slug="other").returning(categories.c.id)
@@ -122,7 +122,7 @@ async def test_every_content_column_moves_the_version(engine: AsyncEngine) -> No
         assert await _version(conn, categories, other_id) == 3
 
 
-def catalogue_record(book: dict[str, Any], **changes: Any) -> BookRecord:
+def catalog_record(book: dict[str, Any], **changes: Any) -> BookRecord:
     def pence(amount: float) -> int:
         return round(amount * 100)
 
@@ -154,17 +154,17 @@ async def test_crawl_upserts_move_only_changed_books(engine: AsyncEngine) -> Non
     """The crawler's write (``upsert_books``): a re-crawl that finds nothing new moves nothing."""
     snapshot = snapshot_books()[:5]
     async with async_write_transaction(engine) as conn:
-        await upsert_books(conn, [catalogue_record(book) for book in snapshot])
+        await upsert_books(conn, [catalog_record(book) for book in snapshot])
     first = await _versions(engine)
     async with async_write_transaction(engine) as conn:
-        counts = await upsert_books(conn, [catalogue_record(book) for book in snapshot])
+        counts = await upsert_books(conn, [catalog_record(book) for book in snapshot])
     assert (counts.updated, counts.unchanged) == (0, 5)
     assert await _versions(engine) == first
     priced, described, untouched = snapshot[0]["upc"], snapshot[1]["upc"], snapshot[2]["upc"]
     records = [
-        catalogue_record(snapshot[0], price_excl_tax_pence=1, price_incl_tax_pence=1, tax_pence=0),
-        catalogue_record(snapshot[1], description="A new blurb."),
-        *[catalogue_record(book) for book in snapshot[2:]],
+        catalog_record(snapshot[0], price_excl_tax_pence=1, price_incl_tax_pence=1, tax_pence=0),
+        catalog_record(snapshot[1], description="A new blurb."),
+        *[catalog_record(book) for book in snapshot[2:]],
     ]
     async with async_write_transaction(engine) as conn:
         await upsert_books(conn, records)
@@ -176,7 +176,7 @@ async def test_crawl_upserts_move_only_changed_books(engine: AsyncEngine) -> Non
 
 async def test_seed_never_moves_a_stored_book(engine: AsyncEngine) -> None:
     """Seeding inserts only: a book changed since keeps its content and its version."""
-    await seed_catalogue(engine)
+    await seed_catalog(engine)
     seeded = await _versions(engine)
     assert set(seeded.values()) <= {1, 2}  # 2: the description's insert is a change too
     upc = snapshot_books()[0]["upc"]
@@ -184,7 +184,7 @@ async def test_seed_never_moves_a_stored_book(engine: AsyncEngine) -> None:
         await conn.execute(update(books).where(books.c.upc == upc).values(title="Changed"))
     changed = await _versions(engine)
     assert changed[upc] == seeded[upc] + 1
-    assert (await seed_catalogue(engine)).inserted == 0
+    assert (await seed_catalog(engine)).inserted == 0
     assert await _versions(engine) == changed
 
 

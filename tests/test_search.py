@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.admin_session import AdminClient, admin_session
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
 
 SEARCH = """query($search: String, $filter: BookFilter, $orderBy: [BookOrder!], $first: Int,

@@ -7,10 +7,10 @@ from collections import Counter
 
 from sqlalchemy import func, select, update
 
-from bookql.catalog.models import books, categories, descriptions, price_points
-from bookql.catalog.seed import seed_catalogue
+from bookql.catalog.seed import seed_catalog
+from bookql.catalog.tables import books, categories, descriptions, price_points
 from bookql.db.engine import create_async_db_engine
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase
 
 
@@ -26,10 +26,10 @@ async def _counts(database: ScratchDatabase) -> dict[str, int]:
     return counts
 
 
-async def test_seed_loads_the_whole_catalogue_once(empty_db: ScratchDatabase) -> None:
+async def test_seed_loads_the_whole_catalog_once(empty_db: ScratchDatabase) -> None:
     engine = create_async_db_engine(empty_db.settings())
-    first = await seed_catalogue(engine)
-    second = await seed_catalogue(engine)
+    first = await seed_catalog(engine)
+    second = await seed_catalog(engine)
     await engine.dispose()
     assert (first.inserted, first.total_in_snapshot) == (1000, 1000)
     assert second.inserted == 0
@@ -44,7 +44,7 @@ async def test_seed_loads_the_whole_catalogue_once(empty_db: ScratchDatabase) ->
 
 async def test_seed_stores_exact_prices_and_categories(empty_db: ScratchDatabase) -> None:
     engine = create_async_db_engine(empty_db.settings())
-    await seed_catalogue(engine)
+    await seed_catalog(engine)
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -62,13 +62,13 @@ async def test_seed_stores_exact_prices_and_categories(empty_db: ScratchDatabase
 
 async def test_seed_never_overwrites_crawled_data(empty_db: ScratchDatabase) -> None:
     engine = create_async_db_engine(empty_db.settings())
-    await seed_catalogue(engine)
+    await seed_catalog(engine)
     async with engine.begin() as conn:
         await conn.execute(
             update(books).where(books.c.upc == "a897fe39b1053632").values(price_incl_tax_pence=1)
         )
         await conn.execute(books.delete().where(books.c.upc == "90fa61229261140a"))
-    result = await seed_catalogue(engine)
+    result = await seed_catalog(engine)
     async with engine.connect() as conn:
         kept = (
             await conn.execute(
@@ -81,7 +81,7 @@ async def test_seed_never_overwrites_crawled_data(empty_db: ScratchDatabase) -> 
     assert (await _counts(empty_db))["books"] == 1000
 
 
-async def test_concurrent_seeds_and_reads_leave_one_catalogue(empty_db: ScratchDatabase) -> None:
+async def test_concurrent_seeds_and_reads_leave_one_catalog(empty_db: ScratchDatabase) -> None:
     engines = [create_async_db_engine(empty_db.settings()) for _ in range(3)]
 
     async def read_while_seeding() -> int:
@@ -95,7 +95,7 @@ async def test_concurrent_seeds_and_reads_leave_one_catalogue(empty_db: ScratchD
         return seen
 
     results = await asyncio.gather(
-        seed_catalogue(engines[0]), seed_catalogue(engines[1]), read_while_seeding()
+        seed_catalog(engines[0]), seed_catalog(engines[1]), read_while_seeding()
     )
     for engine in engines:
         await engine.dispose()

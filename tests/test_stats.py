@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.admin_session import admin_session
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
 
 STATS = """{ stats {
@@ -73,7 +73,7 @@ def check(actual: dict[str, Any], expected: dict[str, Any]) -> None:
     assert actual == expected
 
 
-async def test_catalogue_figures(gql: GraphQLClient) -> None:
+async def test_catalog_figures(gql: GraphQLClient) -> None:
     stats = (await gql.data(STATS))["stats"]
     expected = figures(snapshot_books())
     assert expected["totalBooks"] == 1000 and expected["medianPrice"] == 35.98
@@ -164,7 +164,7 @@ async def test_category_figures(gql: GraphQLClient) -> None:
     assert by_name["Christian Fiction"]["averagePrice"] == 34.39
 
 
-async def test_empty_catalogue(empty_db: ScratchDatabase) -> None:
+async def test_empty_catalog(empty_db: ScratchDatabase) -> None:
     async with admin_session(empty_db, seeded=False) as client:
         stats = (await client.data(STATS))["stats"]
         assert stats == {

@@ -12,7 +12,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.api.errors import Conflict
-from bookql.crawls.models import CrawlStatus, crawl_runs
 from bookql.crawls.runs import (
     RunCounts,
     RunLost,
@@ -22,9 +21,10 @@ from bookql.crawls.runs import (
     get_run,
     record_progress,
 )
+from bookql.crawls.tables import CrawlStatus, crawl_runs
 from bookql.db.engine import async_write_transaction, create_async_db_engine
-from bookql.ml.models import ModelStatus, model_trainings
-from bookql.ml.trainings import finish_training, queue_training
+from bookql.ml.tables import ModelStatus, model_trainings
+from bookql.ml.training_runs import finish_training, queue_training
 from tests.conftest import ScratchDatabase
 
 FINISHED = RunCounts(pages=50, items=1000, new_books=1000)

@@ -32,19 +32,19 @@ from starlette.testclient import TestClient
 
 from bookql.api.app import create_app
 from bookql.api.errors import ServiceUnavailable
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.engine import create_async_db_engine, create_sync_engine, write_transaction
 from bookql.db.types import utcnow
-from bookql.ml.features import book_features, load_training_set
-from bookql.ml.models import book_features as stored_features
-from bookql.ml.models import book_features_pending
-from bookql.ml.training_data import (
+from bookql.ml.dataset import (
     COLUMNS,
     Shape,
     TrainingData,
     cursor_after,
     refresh_features,
 )
+from bookql.ml.features import book_features, load_training_set
+from bookql.ml.tables import book_features as stored_features
+from bookql.ml.tables import book_features_pending
 from tests.admin_session import seed
 from tests.conftest import ScratchDatabase, app_client
 from tests.live import live_server

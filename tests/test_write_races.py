@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, select
 
-from bookql.catalog.admin import BookChanges, CatalogueAdmin
-from bookql.catalog.models import books, price_points
+from bookql.catalog.admin import BookChanges, CatalogAdmin
 from bookql.catalog.store import upsert_books
+from bookql.catalog.tables import books, price_points
 from bookql.db.engine import async_write_transaction, create_async_db_engine
 from tests.admin_session import AdminClient, admin_session
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase, error_codes
-from tests.test_catalogue_admin import CREATE_CATEGORY, UPDATE_BOOK, UPDATE_CATEGORY, create
-from tests.test_row_versions import catalogue_record
+from tests.test_catalog_admin import CREATE_CATEGORY, UPDATE_BOOK, UPDATE_CATEGORY, create
+from tests.test_row_versions import catalog_record
 
 TRIALS = 12
 PRICED = "priceExclTax priceInclTax tax availability"
@@ -120,9 +120,9 @@ async def test_a_crawl_batch_and_an_admin_edit_keep_the_history_in_step(
     writes last, the newest price point is the book's price (the crawl's batch reads the
     stored rows it compares with locked)."""
     engine = create_async_db_engine(empty_db.settings())
-    admin = CatalogueAdmin(engine)
+    admin = CatalogAdmin(engine)
     book = snapshot_books()[0]
-    record = catalogue_record(book)
+    record = catalog_record(book)
 
     async def crawl() -> None:
         async with async_write_transaction(engine) as conn:

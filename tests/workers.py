@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Row, create_engine, select
 
-from bookql.crawls.models import crawl_runs
+from bookql.crawls.tables import crawl_runs
 from bookql.db.urls import parse_database_url, sync_url
-from bookql.jobs.models import jobs
+from bookql.jobs.tables import jobs
 from tests.conftest import ScratchDatabase
 
 QUICK_JOBS = {"job_poll_seconds": "0.1", "job_retry_delay_seconds": "0"}

@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bookql.catalog.records import BookRecord
 from bookql.catalog.store import UpsertCounts, mark_unseen_removed, upsert_books
 from bookql.core.config import get_settings
-from bookql.crawls.models import CrawlStatus
 from bookql.crawls.runs import (
     CrawlAlreadyRunning,
     RunCounts,
@@ -38,6 +37,7 @@ from bookql.crawls.runs import (
     run_status,
     start_run,
 )
+from bookql.crawls.tables import CrawlStatus
 from bookql.db.engine import async_write_transaction, create_async_db_engine
 from bookql.db.types import utcnow
 from bookql_crawler.items import BookItem

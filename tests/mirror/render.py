@@ -22,7 +22,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 
 Book = Mapping[str, Any]
 
@@ -95,7 +95,7 @@ def product_path(book: Book) -> str:
     return path
 
 
-def catalogue_page_path(page: int) -> str:
+def catalog_page_path(page: int) -> str:
     return f"catalogue/page-{page}.html"
 
 
@@ -387,7 +387,7 @@ def listing_path(*, page: int = 1, category: Category | None = None, home: bool 
             raise ValueError("the home page is page 1 of All products")
         return "index.html"
     if category is None:
-        return catalogue_page_path(page)
+        return catalog_page_path(page)
     return category.page_path(page)
 
 
@@ -435,7 +435,7 @@ def render_listing_page(
     def path_of(number: int) -> str:
         # The static export turned Oscar's ?page=N into page-N.html, page 1 included.
         if category is None:
-            return catalogue_page_path(number)
+            return catalog_page_path(number)
         return posixpath.join(posixpath.dirname(category.path), f"page-{number}.html")
 
     products = f"""

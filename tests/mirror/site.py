@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.mirror.render import (
     PER_PAGE,
     ROOT_CATEGORY,
@@ -38,7 +38,7 @@ from tests.mirror.render import (
 PAGES_DIR = Path(__file__).parents[1] / "fixtures" / "books_toscrape" / "pages"
 HTML = "text/html; charset=utf-8"
 
-_CATALOGUE_PAGE = re.compile(r"catalogue/page-(?P<page>[1-9]\d*)\.html")
+_CATALOG_PAGE = re.compile(r"catalogue/page-(?P<page>[1-9]\d*)\.html")
 _ROOT_CATEGORY_PAGE = re.compile(
     r"catalogue/category/books_1/(?:index|page-(?P<page>[1-9]\d*))\.html"
 )
@@ -256,7 +256,7 @@ class MirrorSite:
     def _route(self, path: str) -> Response:
         if path in ("", "index.html"):
             return self._listing("index.html", self._listed(), None, 1, home=True)
-        if match := _CATALOGUE_PAGE.fullmatch(path):
+        if match := _CATALOG_PAGE.fullmatch(path):
             return self._listing(path, self._listed(), None, int(match["page"]))
         if match := _ROOT_CATEGORY_PAGE.fullmatch(path):
             page = int(match["page"] or 1)

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from bookql.accounts.models import Role, sessions, users
 from bookql.accounts.notices import Notice, NoticeBus
 from bookql.accounts.service import Viewer
+from bookql.accounts.tables import Role, sessions, users
 from bookql.api.errors import BookQLError, Forbidden, Unauthenticated
 from bookql.db.blocking import BlockingDatabase
 

@@ -15,9 +15,9 @@ from sqlalchemy import Row, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.accounts.models import Role, refresh_tokens, sessions, users
 from bookql.accounts.notices import Notice, NoticeBus
 from bookql.accounts.passwords import Passwords
+from bookql.accounts.tables import Role, refresh_tokens, sessions, users
 from bookql.accounts.throttle import LoginThrottle
 from bookql.accounts.tokens import InvalidToken, IssuedToken, TokenCodec, TokenType
 from bookql.accounts.usernames import checked_email, checked_username, normalise_username

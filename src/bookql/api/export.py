@@ -26,8 +26,8 @@ from bookql.accounts.service import Accounts
 from bookql.api.errors import BadUserInput, BookQLError, ErrorCode, dependency_error
 from bookql.api.slots import Kind, UserSlots
 from bookql.api.view import error_response
+from bookql.ml.dataset import TrainingData, book_id_after
 from bookql.ml.export_files import FileFormat, stream_file
-from bookql.ml.training_data import TrainingData, book_id_after
 
 DEFAULT_BATCH_SIZE = 10_000
 STATUS = {

@@ -12,7 +12,7 @@ from strawberry.extensions import DisableIntrospection, ParserCache, ValidationC
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionResult
 
-from bookql.accounts.graphql.permissions import check_catalogue_access
+from bookql.accounts.graphql.permissions import check_catalog_access
 from bookql.accounts.graphql.schema import AccountsMutation, AccountsQuery, load_user_node
 from bookql.accounts.graphql.types import User
 from bookql.api.context import Info
@@ -47,19 +47,19 @@ DOCUMENT_CACHE_SIZE = 1000
 NodeLoader = Callable[[Info, str], Awaitable[Any]]
 
 
-def _catalogue(load: NodeLoader) -> NodeLoader:
+def _catalog(load: NodeLoader) -> NodeLoader:
     """``node`` for a catalogue type applies the catalogue's own permission first."""
 
     async def checked(info: Info, key: str) -> Any:
-        await check_catalogue_access(info)
+        await check_catalog_access(info)
         return await load(info, key)
 
     return checked
 
 
 NODE_LOADERS: dict[str, NodeLoader] = {
-    "Book": _catalogue(load_book),
-    "Category": _catalogue(load_category),
+    "Book": _catalog(load_book),
+    "Category": _catalog(load_category),
     "User": load_user_node,
     "CrawlRun": load_crawl_run_node,
     "ModelVersion": load_model_node,

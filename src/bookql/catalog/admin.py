@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.api.errors import BadUserInput, Conflict, NotFound
-from bookql.catalog.models import books, categories, descriptions, price_points
 from bookql.catalog.money import to_pence
 from bookql.catalog.queries import BOOK_COLUMNS
 from bookql.catalog.slugs import slugify
+from bookql.catalog.tables import books, categories, descriptions, price_points
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 
@@ -106,7 +106,7 @@ def _check_prices(row: dict[str, Any]) -> None:
         )
 
 
-class CatalogueAdmin:
+class CatalogAdmin:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 

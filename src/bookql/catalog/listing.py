@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, FromClause, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.api.errors import BadUserInput
-from bookql.catalog.models import books
 from bookql.catalog.search import Search, build_search, search_words
+from bookql.catalog.tables import books
 from bookql.db.keyset import Ordering, SortColumn
 
 

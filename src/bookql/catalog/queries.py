@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bookql.catalog.models import books, categories, descriptions, price_points
+from bookql.catalog.tables import books, categories, descriptions, price_points
 from bookql.db.keyset import Ordering, SortColumn
 
 BOOK_COLUMNS = (

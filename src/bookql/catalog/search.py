@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from bookql.api.errors import BadUserInput
-from bookql.catalog.models import books
+from bookql.catalog.tables import books
 
 MAX_SEARCH_WORDS = 16
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)

@@ -18,7 +18,7 @@ class SeedResult:
     total_in_snapshot: int
 
 
-async def seed_catalogue(engine: AsyncEngine) -> SeedResult:
+async def seed_catalog(engine: AsyncEngine) -> SeedResult:
     records = load_snapshot()
     async with async_write_transaction(engine) as conn:
         inserted = await insert_missing_books(conn, records, utcnow())

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bookql.catalog.models import books, categories
+from bookql.catalog.tables import books, categories
 
 MAX_HISTOGRAM_BUCKETS = 1000
 
@@ -77,7 +77,7 @@ _BY_CATEGORY = (
 )
 
 
-async def catalogue_figures(conn: AsyncConnection) -> Figures:
+async def catalog_figures(conn: AsyncConnection) -> Figures:
     row = (await conn.execute(_FIGURES)).one()
     return _figures(row)
 

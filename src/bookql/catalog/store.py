@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bookql.catalog.models import books, categories, descriptions, price_points
 from bookql.catalog.records import BookRecord
 from bookql.catalog.slugs import slugify
+from bookql.catalog.tables import books, categories, descriptions, price_points
 from bookql.db.types import utcnow
 from bookql.db.upsert import insert_for
 

@@ -268,7 +268,7 @@ def enqueue_train(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = 42,
 ) -> None:
     """Queue a training (as `trainModel` does)."""
-    from bookql.ml.trainings import queue_training
+    from bookql.ml.training_runs import queue_training
 
     async def queue(settings: Settings, engine: AsyncEngine) -> str:
         row = await queue_training(
@@ -312,7 +312,7 @@ def db_current() -> None:
 @app.command()
 def seed() -> None:
     """Insert the bundled snapshot's missing books; never overwrites crawled data."""
-    from bookql.catalog.seed import seed_catalogue
+    from bookql.catalog.seed import seed_catalog
     from bookql.db.engine import create_async_db_engine
 
     settings = get_settings()
@@ -321,7 +321,7 @@ def seed() -> None:
     async def run() -> None:
         engine = create_async_db_engine(settings)
         try:
-            result = await seed_catalogue(engine)
+            result = await seed_catalog(engine)
         finally:
             await engine.dispose()
         typer.echo(
@@ -347,8 +347,8 @@ def users_create(
     email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
 ) -> None:
     """Create a user; the password is read from a prompt or stdin, never from arguments."""
-    from bookql.accounts.models import Role
     from bookql.accounts.setup import build_accounts
+    from bookql.accounts.tables import Role
     from bookql.db.blocking import BlockingDatabase
     from bookql.db.engine import create_async_db_engine
 
@@ -381,8 +381,8 @@ def train(
 
     from bookql.db.engine import create_async_db_engine
     from bookql.ml.features import load_training_set
+    from bookql.ml.price_model import train_price_model
     from bookql.ml.store import BrokenVersion, ModelStore
-    from bookql.ml.training import train_price_model
 
     settings = get_settings()
     check_connection(create_sync_engine(settings))
@@ -485,8 +485,8 @@ def export_training_data(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from bookql.db.engine import create_async_db_engine
+    from bookql.ml.dataset import TrainingData
     from bookql.ml.export_files import FileFormat, stream_file
-    from bookql.ml.training_data import TrainingData
 
     try:
         chosen = FileFormat(file_format)

@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.core.config import Settings
 from bookql.core.processes import process_alive
-from bookql.crawls.models import ACTIVE, CrawlStatus
 from bookql.crawls.runs import fail_if_active, get_run, requeue_run
+from bookql.crawls.tables import ACTIVE, CrawlStatus
 from bookql.db.engine import async_write_transaction
 from bookql.jobs.handler import ClaimedJob, PermanentJobError, Progress
 

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bookql.api.errors import BadUserInput, ServiceUnavailable
 from bookql.core.config import Settings
 from bookql.crawls.job import CRAWL_JOB, installed_crawler
-from bookql.crawls.models import CrawlStatus
 from bookql.crawls.runs import create_run, fail_orphans
+from bookql.crawls.tables import CrawlStatus
 from bookql.jobs.queue import enqueue
 
 

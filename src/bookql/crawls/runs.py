@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.api.errors import Conflict, NotFound
 from bookql.core.processes import process_alive
-from bookql.crawls.models import ACTIVE, CrawlStatus, crawl_runs
+from bookql.crawls.tables import ACTIVE, CrawlStatus, crawl_runs
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 

@@ -6,8 +6,8 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from bookql.catalog.models import books
-from bookql.catalog.seed import seed_catalogue
+from bookql.catalog.seed import seed_catalog
+from bookql.catalog.tables import books
 from bookql.core.config import Settings
 from bookql.db.engine import check_connection, create_async_db_engine, create_sync_engine
 from bookql.db.migrate import is_at_head, upgrade
@@ -39,6 +39,6 @@ def prepare_database(settings: Settings) -> list[str]:
 async def _seed(settings: Settings) -> int:
     engine = create_async_db_engine(settings)
     try:
-        return (await seed_catalogue(engine)).inserted
+        return (await seed_catalog(engine)).inserted
     finally:
         await engine.dispose()

@@ -3,18 +3,18 @@
 Alembic and the schema tests read ``metadata`` from here; a new domain adds its models below.
 """
 
-from bookql.accounts import models as accounts_models
-from bookql.catalog import models as catalog_models
-from bookql.crawls import models as crawls_models
+from bookql.accounts import tables as accounts_tables
+from bookql.catalog import tables as catalog_tables
+from bookql.crawls import tables as crawls_tables
 from bookql.db.base import metadata
-from bookql.jobs import models as jobs_models
-from bookql.ml import models as ml_models
+from bookql.jobs import tables as jobs_tables
+from bookql.ml import tables as ml_tables
 
 __all__ = [
-    "accounts_models",
-    "catalog_models",
-    "crawls_models",
-    "jobs_models",
+    "accounts_tables",
+    "catalog_tables",
+    "crawls_tables",
+    "jobs_tables",
     "metadata",
-    "ml_models",
+    "ml_tables",
 ]

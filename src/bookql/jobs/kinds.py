@@ -12,7 +12,7 @@ from bookql.crawls.job import CrawlJob
 from bookql.jobs.handler import JobHandler
 from bookql.jobs.queue import JobQueue
 from bookql.jobs.worker import Worker
-from bookql.ml.training_job import TrainingJob
+from bookql.ml.job import TrainingJob
 
 
 def job_handlers(

@@ -24,7 +24,7 @@ from bookql.core.config import Settings
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 from bookql.jobs.handler import ClaimedJob, JobHandler
-from bookql.jobs.models import JobStatus, jobs
+from bookql.jobs.tables import JobStatus, jobs
 
 RECOVERY_BATCH = 50
 CLAIMED = (jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.attempts, jobs.c.max_attempts)

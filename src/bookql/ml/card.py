@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bookql.ml.training import TrainedModel
+from bookql.ml.price_model import TrainedModel
 
 PLOT_FILE = "predicted_vs_actual.png"
 CARD_FILE = "model_card.md"

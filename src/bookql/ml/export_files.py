@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bookql.api.errors import BadUserInput
-from bookql.ml.training_data import COLUMNS, Chunk, Shape, TrainingData, csv_header
+from bookql.ml.dataset import COLUMNS, Chunk, Shape, TrainingData, csv_header
 
 _ARROW_TYPES = {
     "string": pa.string(),

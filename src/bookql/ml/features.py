@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.tables import books, categories, descriptions
 
 LABEL = "price"
 FEATURES: tuple[str, ...] = (

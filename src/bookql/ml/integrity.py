@@ -21,7 +21,7 @@ import xgboost
 from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
 
 from bookql.ml.features import FEATURES, BookInputs, feature_rows, features_frame
-from bookql.ml.training import predict
+from bookql.ml.price_model import predict
 
 MAX_VERSION_LENGTH = 64
 _VERSION = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_VERSION_LENGTH - 1}}}")

@@ -16,16 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.api.errors import BadUserInput, BookQLError, Conflict, NotFound, ServiceUnavailable
 from bookql.api.metrics import PREDICTIONS
-from bookql.catalog.models import books
+from bookql.catalog.tables import books
 from bookql.core.config import Settings
 from bookql.db.blocking import BlockingDatabase
-from bookql.ml.models import model_trainings, predictions
-from bookql.ml.predicting import (
+from bookql.ml.dataset import TrainingData
+from bookql.ml.predictions import (
     Prediction,
     PredictionPipeline,
     PredictionRequest,
 )
-from bookql.ml.predictor import ActiveModel, Predictor
+from bookql.ml.serving import ActiveModel, Predictor
 from bookql.ml.store import (
     BrokenVersion,
     InvalidVersion,
@@ -34,8 +34,8 @@ from bookql.ml.store import (
     UnknownVersion,
     UnreadableModel,
 )
-from bookql.ml.training_data import TrainingData
-from bookql.ml.trainings import queue_training
+from bookql.ml.tables import model_trainings, predictions
+from bookql.ml.training_runs import queue_training
 
 MAX_BATCH = 1000
 
@@ -129,7 +129,7 @@ class PriceService:
     async def start_training(
         self, *, seed: int, activate: bool, requested_by: int | None
     ) -> Row[Any]:
-        """Queue a training; a job worker trains it (see ``bookql.ml.training_job``)."""
+        """Queue a training; a job worker trains it (see ``bookql.ml.job``)."""
         return await queue_training(
             self.engine,
             seed=seed,

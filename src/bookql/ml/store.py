@@ -40,7 +40,7 @@ from bookql.ml.integrity import (
     verify_checksums,
 )
 from bookql.ml.integrity import UnknownVersion as UnknownVersion
-from bookql.ml.training import TrainedModel
+from bookql.ml.price_model import TrainedModel
 
 MODEL_FILE = "model.ubj"
 METADATA_FILE = "MLmodel"

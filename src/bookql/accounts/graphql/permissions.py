@@ -16,20 +16,20 @@ from bookql.api.errors import Unauthenticated
 from bookql.core.config import Settings
 
 
-async def require_catalogue_reader(auth: RequestAuth, settings: Settings) -> None:
+async def require_catalog_reader(auth: RequestAuth, settings: Settings) -> None:
     """Anyone while the catalogue is public; signed-in users otherwise."""
     viewer = await auth.viewer()  # refuses bad credentials either way
     if viewer is None and not settings.public_catalogue:
         raise Unauthenticated("the catalogue is private: sign in first")
 
 
-async def check_catalogue_access(info: Info) -> None:
-    await require_catalogue_reader(info.context.auth, info.context.settings)
+async def check_catalog_access(info: Info) -> None:
+    await require_catalog_reader(info.context.auth, info.context.settings)
 
 
-class CanReadCatalogue(BasePermission):
+class CanReadCatalog(BasePermission):
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        await check_catalogue_access(info)
+        await check_catalog_access(info)
         return True
 
 

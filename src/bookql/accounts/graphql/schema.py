@@ -21,7 +21,7 @@ from bookql.accounts.graphql.types import (
     UserEdge,
     UserPayload,
 )
-from bookql.accounts.models import Role, users
+from bookql.accounts.tables import Role, users
 from bookql.api.context import Info
 from bookql.api.relay import (
     CursorArgument,

@@ -1,4 +1,4 @@
-"""GraphQL types of the accounts domain (``UserRow`` -> ``User``)."""
+"""GraphQL types of the accounts domain (``UserTable`` rows -> ``User``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import strawberry
 from sqlalchemy import Row
 
-from bookql.accounts.models import Role as RoleValue
 from bookql.accounts.service import Session
+from bookql.accounts.tables import Role as RoleValue
 from bookql.api.relay import Node, PageInfo, to_global_id
 
 Role = strawberry.enum(RoleValue, name="Role", description="What a user may do.")

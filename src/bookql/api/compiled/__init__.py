@@ -14,7 +14,7 @@ from typing import Any
 from graphql import GraphQLInterfaceType
 
 from bookql.accounts.auth import RequestAuth
-from bookql.accounts.graphql.permissions import require_catalogue_reader
+from bookql.accounts.graphql.permissions import require_catalog_reader
 from bookql.api.compiled.executor import CompiledQueries
 from bookql.api.compiled.node import node_compiler
 from bookql.api.compiled.plan import RootField
@@ -28,14 +28,14 @@ __all__ = ["CompiledQueries", "compiled_queries", "compiled_roots"]
 def compiled_roots(schema: Any, settings: Settings) -> dict[str, RootField]:
     """The root fields plans cover: the catalogue's, and ``node`` of its types."""
 
-    async def catalogue(auth: RequestAuth) -> None:
-        await require_catalogue_reader(auth, settings)
+    async def catalog(auth: RequestAuth) -> None:
+        await require_catalog_reader(auth, settings)
 
-    roots = {name: RootField(compile, catalogue) for name, compile in ROOTS.items()}
+    roots = {name: RootField(compile, catalog) for name, compile in ROOTS.items()}
     node_type = schema._schema.get_type("Node")
     assert isinstance(node_type, GraphQLInterfaceType)
     node_types = {t.name for t in schema._schema.get_possible_types(node_type)}
-    roots["node"] = RootField(node_compiler(NODES, node_types), catalogue)
+    roots["node"] = RootField(node_compiler(NODES, node_types), catalog)
     return roots
 
 

@@ -16,7 +16,7 @@ from bookql.api.errors import BadUserInput
 from bookql.api.relay import PageRequest, decode_cursor
 from bookql.catalog import queries
 from bookql.catalog.listing import BookListing, ListingPlan
-from bookql.catalog.models import books
+from bookql.catalog.tables import books
 from bookql.db.keyset import Page, fetch_page, fetch_pages_by_group
 
 K = TypeVar("K")

@@ -9,7 +9,7 @@ from bookql.accounts.graphql.permissions import IsAdmin
 from bookql.api.context import Info
 from bookql.api.errors import BadUserInput
 from bookql.api.relay import expect_global_id
-from bookql.catalog.admin import BookChanges, CatalogueAdmin, pence
+from bookql.catalog.admin import BookChanges, CatalogAdmin, pence
 from bookql.catalog.graphql.types import Book, Category
 
 ADMIN: list[type[BasePermission]] = [IsAdmin]
@@ -117,8 +117,8 @@ async def _category_id(info: Info, key: str) -> int:
     return int(row.id)
 
 
-def _admin(info: Info) -> CatalogueAdmin:
-    return CatalogueAdmin(info.context.engine)
+def _admin(info: Info) -> CatalogAdmin:
+    return CatalogAdmin(info.context.engine)
 
 
 @strawberry.type

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.permission import BasePermission
 
-from bookql.accounts.graphql.permissions import CanReadCatalogue
+from bookql.accounts.graphql.permissions import CanReadCatalog
 from bookql.api.context import Info
 from bookql.api.errors import BadUserInput
 from bookql.api.relay import (
@@ -20,10 +20,10 @@ from bookql.api.relay import (
 from bookql.catalog import queries
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_from_arguments
-from bookql.catalog.graphql.stats import CatalogueStats, new_stats
+from bookql.catalog.graphql.stats import CatalogStats, new_stats
 from bookql.catalog.graphql.types import Book, BookConnection, BookEdge, Category
 
-READ: list[type[BasePermission]] = [CanReadCatalogue]
+READ: list[type[BasePermission]] = [CanReadCatalog]
 SearchArgument = Annotated[
     str | None,
     strawberry.argument(
@@ -125,5 +125,5 @@ class CatalogQuery:
         return [Category.from_row(row) for row in rows]
 
     @strawberry.field(description="Catalogue statistics.", permission_classes=READ)
-    async def stats(self) -> CatalogueStats:
+    async def stats(self) -> CatalogStats:
         return new_stats()

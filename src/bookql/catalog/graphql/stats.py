@@ -69,9 +69,10 @@ class _Once:
 
 
 @strawberry.type(
-    description="Figures over the listed books; null where an empty catalogue has none."
+    name="CatalogueStats",
+    description="Figures over the listed books; null where an empty catalogue has none.",
 )
-class CatalogueStats:
+class CatalogStats:
     once: strawberry.Private[_Once]
 
     async def _run(self, info: Info, name: str, query: Callable[[Any], Awaitable[T]]) -> T:
@@ -82,7 +83,7 @@ class CatalogueStats:
         return await self.once.get(name, compute)
 
     async def _figures(self, info: Info) -> stats.Figures:
-        return await self._run(info, "figures", stats.catalogue_figures)
+        return await self._run(info, "figures", stats.catalog_figures)
 
     @strawberry.field
     async def total_books(self, info: Info) -> int:
@@ -168,5 +169,5 @@ class CatalogueStats:
         ]
 
 
-def new_stats() -> CatalogueStats:
-    return CatalogueStats(once=_Once())
+def new_stats() -> CatalogStats:
+    return CatalogStats(once=_Once())

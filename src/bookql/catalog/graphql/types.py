@@ -1,4 +1,4 @@
-"""GraphQL types of the catalogue, built from table rows (``BookRow`` -> ``Book``)."""
+"""GraphQL types of the catalogue, built from table rows (``BookTable`` -> ``Book``)."""
 
 from __future__ import annotations
 

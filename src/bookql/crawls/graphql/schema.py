@@ -23,7 +23,7 @@ from bookql.api.relay import (
 )
 from bookql.api.slots import per_user_stream
 from bookql.crawls.graphql.types import CrawlRun, CrawlRunConnection, CrawlRunEdge, StartCrawlInput
-from bookql.crawls.models import ACTIVE, crawl_runs
+from bookql.crawls.tables import ACTIVE, crawl_runs
 from bookql.db.keyset import Ordering, SortColumn
 
 ADMIN: list[type[BasePermission]] = [IsAdmin]

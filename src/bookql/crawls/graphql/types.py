@@ -1,4 +1,4 @@
-"""GraphQL types of the crawls domain (``CrawlRunRow`` -> ``CrawlRun``)."""
+"""GraphQL types of the crawls domain (``CrawlRunTable`` rows -> ``CrawlRun``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import strawberry
 from sqlalchemy import Row
 
 from bookql.api.relay import Node, PageInfo, to_global_id
-from bookql.crawls.models import CrawlStatus as CrawlStatusValue
+from bookql.crawls.tables import CrawlStatus as CrawlStatusValue
 
 CrawlStatus = strawberry.enum(CrawlStatusValue, name="CrawlStatus")
 

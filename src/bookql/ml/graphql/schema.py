@@ -25,9 +25,10 @@ from bookql.api.relay import (
 )
 from bookql.api.slots import per_user_stream
 from bookql.catalog.graphql.types import Book
-from bookql.catalog.models import books, categories, descriptions
 from bookql.catalog.queries import BOOK_COLUMNS
+from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.keyset import Ordering, SortColumn
+from bookql.ml.dataset import COLUMNS, Shape, book_id_after, cursor_after
 from bookql.ml.features import BookInputs, feature_rows, load_categories
 from bookql.ml.graphql.types import (
     ActivateModelInput,
@@ -44,10 +45,9 @@ from bookql.ml.graphql.types import (
     TrainModelInput,
 )
 from bookql.ml.integrity import InvalidVersion, check_version_name
-from bookql.ml.models import predictions
-from bookql.ml.predicting import FeatureInputs, Prediction, PredictionRequest
+from bookql.ml.predictions import FeatureInputs, Prediction, PredictionRequest
 from bookql.ml.store import StoredModel, UnreadableModel
-from bookql.ml.training_data import COLUMNS, Shape, book_id_after, cursor_after
+from bookql.ml.tables import predictions
 
 SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
 DEFAULT_BATCH_SIZE = 10_000

@@ -11,10 +11,10 @@ from bookql.api.context import Info
 from bookql.api.relay import Node, PageInfo, to_global_id
 from bookql.catalog.graphql.types import Book
 from bookql.ml.integrity import Scores as StoredScores
-from bookql.ml.models import ModelStatus as ModelStatusValue
-from bookql.ml.predicting import Prediction
-from bookql.ml.predictor import Serving
+from bookql.ml.predictions import Prediction
+from bookql.ml.serving import Serving
 from bookql.ml.store import StoredModel, UnreadableModel
+from bookql.ml.tables import ModelStatus as ModelStatusValue
 
 ModelStatus = strawberry.enum(ModelStatusValue, name="ModelStatus")
 

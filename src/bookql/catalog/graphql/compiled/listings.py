@@ -20,7 +20,7 @@ from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_of
 from bookql.catalog.graphql.loaders import counts_by_category
 from bookql.catalog.listing import BookListing, ListingPlan
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.keyset import (
     Ordering,
     Page,

@@ -31,7 +31,7 @@ from bookql.catalog.graphql.compiled.listings import (
 )
 from bookql.catalog.graphql.compiled.values import gbp, global_id, iso, money, positive, timestamp
 from bookql.catalog.graphql.loaders import HISTORY_CAP
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.tables import books, categories, descriptions
 
 ColumnValue: TypeAlias = Callable[[Columns], Getter]
 

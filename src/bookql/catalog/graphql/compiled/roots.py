@@ -23,7 +23,7 @@ from bookql.catalog.graphql.compiled.listings import (
 )
 from bookql.catalog.graphql.compiled.objects import ConnectionShape, book_shape, category_shape
 from bookql.catalog.graphql.compiled.stats import compile_stats
-from bookql.catalog.models import books, categories
+from bookql.catalog.tables import books, categories
 
 
 def _one_of(arguments: Mapping[str, Any], *names: str) -> tuple[str, Any]:

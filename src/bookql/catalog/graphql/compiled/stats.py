@@ -25,7 +25,7 @@ class StatsReads:
 
     @cached_property
     def figures(self) -> stats.Figures:
-        return self.run.read(stats.catalogue_figures)
+        return self.run.read(stats.catalog_figures)
 
     @cached_property
     def category_count(self) -> int:

@@ -20,8 +20,8 @@ from bookql.api.errors import Conflict
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 from bookql.jobs.queue import enqueue
-from bookql.ml.models import ModelStatus, model_trainings
 from bookql.ml.store import new_version
+from bookql.ml.tables import ModelStatus, model_trainings
 
 TRAIN_JOB = "train"
 TRAINING = ModelStatus.TRAINING.value

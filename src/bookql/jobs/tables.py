@@ -25,7 +25,7 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class JobRow(SQLModel, table=True):
+class JobTable(SQLModel, table=True):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_due", "status", "run_after", "id"),
@@ -51,4 +51,4 @@ class JobRow(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
-jobs = table_of(JobRow)
+jobs = table_of(JobTable)

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from bookql.ml.price_model import predict
 from bookql.ml.store import (
     Alias,
     BrokenVersion,
@@ -28,7 +29,6 @@ from bookql.ml.store import (
     StoredModel,
     UnknownVersion,
 )
-from bookql.ml.training import predict
 
 ALIAS_CHECK_SECONDS = 1.0
 log = logging.getLogger("bookql.ml")

@@ -17,7 +17,7 @@ class Role(StrEnum):
     ADMIN = "ADMIN"
 
 
-class UserRow(SQLModel, table=True):
+class UserTable(SQLModel, table=True):
     __tablename__ = "users"
     __table_args__ = (CheckConstraint("role IN ('USER', 'ADMIN')", name="role_known"),)
 
@@ -33,7 +33,7 @@ class UserRow(SQLModel, table=True):
     last_login_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
-class RefreshTokenRow(SQLModel, table=True):
+class RefreshTokenTable(SQLModel, table=True):
     """One issued refresh token; a family is every token rotated from one login."""
 
     __tablename__ = "refresh_tokens"
@@ -54,7 +54,7 @@ class RefreshTokenRow(SQLModel, table=True):
     replaced_by: str | None = Field(default=None, sa_column=Column(String(64)))
 
 
-class SessionRow(SQLModel, table=True):
+class SessionTable(SQLModel, table=True):
     """One login: its refresh-token family, named by every token issued to it (``fam``)."""
 
     __tablename__ = "sessions"
@@ -70,6 +70,6 @@ class SessionRow(SQLModel, table=True):
     revoked_reason: str | None = Field(default=None, sa_column=Column(String(32)))
 
 
-users = table_of(UserRow)
-refresh_tokens = table_of(RefreshTokenRow)
-sessions = table_of(SessionRow)
+users = table_of(UserTable)
+refresh_tokens = table_of(RefreshTokenTable)
+sessions = table_of(SessionTable)

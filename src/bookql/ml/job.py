@@ -17,10 +17,10 @@ from bookql.core.config import Settings
 from bookql.db.engine import async_write_transaction
 from bookql.jobs.handler import ClaimedJob, PermanentJobError, Progress
 from bookql.ml.features import load_training_set
-from bookql.ml.models import ModelStatus
+from bookql.ml.price_model import train_price_model
 from bookql.ml.store import BrokenVersion, ModelStore, UnknownVersion
-from bookql.ml.training import train_price_model
-from bookql.ml.trainings import (
+from bookql.ml.tables import ModelStatus
+from bookql.ml.training_runs import (
     TRAIN_JOB,
     begin_training,
     finish_training,

@@ -23,7 +23,7 @@ class CrawlStatus(StrEnum):
 ACTIVE = (CrawlStatus.QUEUED.value, CrawlStatus.RUNNING.value)
 
 
-class CrawlRunRow(SQLModel, table=True):
+class CrawlRunTable(SQLModel, table=True):
     __tablename__ = "crawl_runs"
     __table_args__ = (Index("ix_crawl_runs_created", "created_at"),)
 
@@ -57,4 +57,4 @@ class CrawlRunRow(SQLModel, table=True):
     )
 
 
-crawl_runs = table_of(CrawlRunRow)
+crawl_runs = table_of(CrawlRunTable)

@@ -28,11 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bookql.api.errors import BadUserInput, ServiceUnavailable
 from bookql.api.relay import decode_cursor, encode_cursor
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.engine import async_write_transaction
 from bookql.db.upsert import insert_for
 from bookql.ml.features import FEATURES, LABEL, BookInputs, feature_rows
-from bookql.ml.models import book_features, book_features_pending
+from bookql.ml.tables import book_features, book_features_pending
 
 REFRESH_BATCH = 2_000
 MAX_BATCH_SIZE = 50_000

@@ -19,7 +19,7 @@ class ModelStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class ModelTrainingRow(SQLModel, table=True):
+class ModelTrainingTable(SQLModel, table=True):
     """A training started from the API; the version's files appear in the store when READY."""
 
     __tablename__ = "model_trainings"
@@ -37,7 +37,7 @@ class ModelTrainingRow(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text))
 
 
-class PredictionRow(SQLModel, table=True):
+class PredictionTable(SQLModel, table=True):
     __tablename__ = "predictions"
     __table_args__ = (
         Index("ix_predictions_user_id", "user_id", "id"),
@@ -61,7 +61,7 @@ class PredictionRow(SQLModel, table=True):
     latency_ms: float = Field(sa_column=Column(Float, nullable=False))
 
 
-class BookFeaturesRow(SQLModel, table=True):
+class BookFeaturesTable(SQLModel, table=True):
     """A book's features as the feature function computed them (the category is read through
     the book); triggers delete the row when an input changes, the export recomputes it."""
 
@@ -82,7 +82,7 @@ class BookFeaturesRow(SQLModel, table=True):
     description_words: int = Field(sa_column=Column(Integer, nullable=False))
 
 
-class BookFeaturesPendingRow(SQLModel, table=True):
+class BookFeaturesPendingTable(SQLModel, table=True):
     """A book whose features must be computed before the next export reads them; written by
     the same triggers that delete stale features, and on every new book."""
 
@@ -91,7 +91,7 @@ class BookFeaturesPendingRow(SQLModel, table=True):
     book_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
 
 
-model_trainings = table_of(ModelTrainingRow)
-book_features = table_of(BookFeaturesRow)
-book_features_pending = table_of(BookFeaturesPendingRow)
-predictions = table_of(PredictionRow)
+model_trainings = table_of(ModelTrainingTable)
+book_features = table_of(BookFeaturesTable)
+book_features_pending = table_of(BookFeaturesPendingTable)
+predictions = table_of(PredictionTable)

@@ -19,12 +19,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, select
 
 from bookql.api.errors import BadUserInput, BookQLError, NotFound
-from bookql.catalog.models import books, categories, descriptions
+from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.engine import write_transaction
 from bookql.db.types import utcnow
 from bookql.ml.features import FEATURES, BookInputs, feature_rows, features_frame
-from bookql.ml.models import predictions
-from bookql.ml.predictor import Predictor
+from bookql.ml.serving import Predictor
+from bookql.ml.tables import predictions
 
 CATEGORY_CACHE_SECONDS = 5.0  # a new category becomes predictable within this
 

@@ -1,4 +1,5 @@
-"""Catalogue tables.
+"""Catalogue tables: SQLModel declarations (``*Table``), and their Core tables (``books``, …)
+that the queries use.
 
 Books are keyed by UPC (titles are not unique). Money is integer pence: SQLite has no
 exact decimal type. Descriptions live in a side table so that scans and aggregates over
@@ -20,10 +21,10 @@ from bookql.db.base import metadata, table_of
 from bookql.db.types import UTCDateTime
 
 __all__ = [
-    "BookDescriptionRow",
-    "BookRow",
-    "CategoryRow",
-    "PricePointRow",
+    "BookDescriptionTable",
+    "BookTable",
+    "CategoryTable",
+    "PricePointTable",
     "books",
     "categories",
     "descriptions",
@@ -39,7 +40,7 @@ def _version_column() -> Column[int]:
     return Column(Integer, nullable=False, server_default=text("1"))
 
 
-class CategoryRow(SQLModel, table=True):
+class CategoryTable(SQLModel, table=True):
     __tablename__ = "categories"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -48,7 +49,7 @@ class CategoryRow(SQLModel, table=True):
     version: int = Field(default=1, sa_column=_version_column())
 
 
-class BookRow(SQLModel, table=True):
+class BookTable(SQLModel, table=True):
     __tablename__ = "books"
     __table_args__ = (
         CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
@@ -90,7 +91,7 @@ class BookRow(SQLModel, table=True):
     version: int = Field(default=1, sa_column=_version_column())
 
 
-class BookDescriptionRow(SQLModel, table=True):
+class BookDescriptionTable(SQLModel, table=True):
     __tablename__ = "book_descriptions"
 
     book_id: int = Field(
@@ -99,7 +100,7 @@ class BookDescriptionRow(SQLModel, table=True):
     description: str = Field(sa_column=Column(Text, nullable=False))
 
 
-class PricePointRow(SQLModel, table=True):
+class PricePointTable(SQLModel, table=True):
     """One observation of a book's prices and stock; a new one only when they change."""
 
     __tablename__ = "price_points"
@@ -116,7 +117,7 @@ class PricePointRow(SQLModel, table=True):
     availability: int = Field(sa_column=Column(Integer, nullable=False))
 
 
-categories = table_of(CategoryRow)
-books = table_of(BookRow)
-descriptions = table_of(BookDescriptionRow)
-price_points = table_of(PricePointRow)
+categories = table_of(CategoryTable)
+books = table_of(BookTable)
+descriptions = table_of(BookDescriptionTable)
+price_points = table_of(PricePointTable)

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from tests.catalogue import snapshot_books
+from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, error_codes
 
 BOOK_FIELDS = """
