@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, error_codes
+from tests.snapshot_truth import snapshot_books
 
 BOOK_FIELDS = """
   id upc title productType price priceExclTax priceInclTax tax currency availability

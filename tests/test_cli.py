@@ -18,8 +18,8 @@ from bookql.core.config import Settings
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from bookql.db.migrate import head_revision
-from tests.snapshot_truth import snapshot_books
 from tests.live import free_port
+from tests.snapshot_truth import snapshot_books
 
 REPO = Path(__file__).parents[1]
 

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 
 from bookql.api.relay import to_global_id
 from bookql.api.schema import build_schema
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase
 from tests.graphql_queries import Operation, Pools, operations
 from tests.paths import pair
+from tests.snapshot_truth import snapshot_books
 
 DEFAULT_EXAMPLES = 200
 EXAMPLES = int(os.environ.get("BOOKQL_TEST_DIFFERENTIAL_EXAMPLES", DEFAULT_EXAMPLES))

@@ -18,11 +18,11 @@ from sqlalchemy.engine import make_url
 from bookql.catalog.tables import descriptions, price_points
 from bookql.db.engine import create_sync_engine
 from bookql.db.migrate import upgrade
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import PostgresDatabases, ScratchDatabase
 from tests.crawling import CRAWLER, FAST, Stored, run_crawl, start_crawl
 from tests.live import live_server
 from tests.mirror import Mirror, MirrorSite, serve_mirror
+from tests.snapshot_truth import snapshot_books
 
 LIGHT = "a897fe39b1053632"  # A Light in the Attic, page 1
 SHARP = "e00eb4fd7b871a48"  # Sharp Objects

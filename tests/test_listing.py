@@ -19,8 +19,8 @@ from sqlalchemy import update
 from bookql.catalog.tables import books as book_rows
 from bookql.db.engine import create_sync_engine
 from tests.admin_session import AdminClient, admin_session
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
+from tests.snapshot_truth import snapshot_books
 
 Book = dict[str, Any]
 Order = list[dict[str, str]]

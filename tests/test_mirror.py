@@ -19,7 +19,6 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from tests import mirror as mirror_package
-from tests.snapshot_truth import snapshot_books
 from tests.mirror import Mirror
 from tests.mirror.render import (
     Category,
@@ -31,6 +30,7 @@ from tests.mirror.render import (
 )
 from tests.mirror.server import serve_mirror
 from tests.mirror.site import PAGES_DIR, MirrorSite, recently_viewed_paths
+from tests.snapshot_truth import snapshot_books
 
 BOOKS = snapshot_books()
 BY_PATH = {product_path(book): book for book in BOOKS}

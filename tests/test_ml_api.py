@@ -15,8 +15,8 @@ from bookql.ml.features import book_features
 from bookql.ml.price_model import predict
 from bookql.ml.store import ModelStore
 from tests.admin_session import AdminClient, admin_session
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase, app_client, error_codes
+from tests.snapshot_truth import snapshot_books
 from tests.test_catalog_admin import global_id
 
 MODELS = """{ models { version status active

@@ -47,8 +47,8 @@ from bookql.ml.features import (
 )
 from bookql.ml.tables import book_features as stored_features
 from tests.admin_session import AdminClient, admin_session
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase
+from tests.snapshot_truth import snapshot_books
 from tests.test_properties_filters import CHARACTERS, chance, property_settings
 
 CATALOG_CATEGORIES = sorted({book["category"] for book in snapshot_books()})

@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bookql.catalog.search import STOP_WORDS
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, app_client, error_codes
+from tests.snapshot_truth import snapshot_books
 
 PROPERTY_EXAMPLES = os.environ.get("BOOKQL_TEST_PROPERTY_EXAMPLES")
 MAX_PENCE = 2**31 - 1  # prices are 32-bit pence: 21474836.47 is the dearest a filter can say

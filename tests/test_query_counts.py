@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, event
 
 from bookql.api.app import create_app
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase
+from tests.snapshot_truth import snapshot_books
 
 BOOKS = """query($n: Int!) { books(first: $n) { totalCount edges { node {
     title category { name } description priceHistory { price } } } } }"""

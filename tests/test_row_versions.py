@@ -19,8 +19,8 @@ from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.engine import async_write_transaction, create_async_db_engine
 from bookql.db.types import UTCDateTime
 from tests.admin_session import AdminClient, admin_session
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase, error_codes
+from tests.snapshot_truth import snapshot_books
 from tests.test_catalog_admin import (
     CREATE_CATEGORY,
     DELETE_BOOK,

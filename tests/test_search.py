@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.admin_session import AdminClient, admin_session
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
+from tests.snapshot_truth import snapshot_books
 
 SEARCH = """query($search: String, $filter: BookFilter, $orderBy: [BookOrder!], $first: Int,
                  $after: String, $last: Int, $before: String) {

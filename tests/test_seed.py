@@ -10,8 +10,8 @@ from sqlalchemy import func, select, update
 from bookql.catalog.seed import seed_catalog
 from bookql.catalog.tables import books, categories, descriptions, price_points
 from bookql.db.engine import create_async_db_engine
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase
+from tests.snapshot_truth import snapshot_books
 
 
 async def _counts(database: ScratchDatabase) -> dict[str, int]:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.admin_session import admin_session
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
+from tests.snapshot_truth import snapshot_books
 
 STATS = """{ stats {
     totalBooks totalCategories totalStock averagePrice medianPrice minPrice maxPrice

@@ -19,8 +19,8 @@ from bookql.catalog.store import upsert_books
 from bookql.catalog.tables import books, price_points
 from bookql.db.engine import async_write_transaction, create_async_db_engine
 from tests.admin_session import AdminClient, admin_session
-from tests.snapshot_truth import snapshot_books
 from tests.conftest import ScratchDatabase, error_codes
+from tests.snapshot_truth import snapshot_books
 from tests.test_catalog_admin import CREATE_CATEGORY, UPDATE_BOOK, UPDATE_CATEGORY, create
 from tests.test_row_versions import catalog_record
 

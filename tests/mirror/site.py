@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tests.snapshot_truth import snapshot_books
 from tests.mirror.render import (
     PER_PAGE,
     ROOT_CATEGORY,
@@ -34,6 +33,7 @@ from tests.mirror.render import (
     render_product_page,
     sidebar_categories,
 )
+from tests.snapshot_truth import snapshot_books
 
 PAGES_DIR = Path(__file__).parents[1] / "fixtures" / "books_toscrape" / "pages"
 HTML = "text/html; charset=utf-8"
