@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results"
-MAINTENANCE_DB = "test"  # where a database of a fixed name is dropped and created from
+MAINTENANCE_DB = "test"  # connected to while a database of a fixed name is recreated
 PASSWORD = "benchmark password"
 SAMPLE_EVERY_S = 0.02  # how often RssSampler reads a server's memory
 LOGIN = """mutation($u: String!, $p: String!) {
@@ -85,7 +85,7 @@ def scratch_database(base_url: str | None, directory: Path, prefix: str) -> Iter
 
 
 def run_bookql(args: Sequence[str], env: Mapping[str, str], stdin: str | None = None) -> None:
-    """One ``bookql`` command, as an operator sets up; its output is shown only if it fails."""
+    """One ``bookql`` command of the set-up; its output is kept on the error if it fails."""
     subprocess.run(
         [sys.executable, "-m", "bookql", *args],
         input=stdin,
