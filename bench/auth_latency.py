@@ -15,23 +15,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bench.harness import Latency, bookql_server, median, pin_self, table, write_results
+from bench.harness import (
+    LOGIN,
+    PASSWORD,
+    Latency,
+    bookql_server,
+    median,
+    pin_self,
+    set_up,
+    table,
+    times,
+    write_results,
+)
 
 TYPENAME = {"query": "{ __typename }"}
-LOGIN = """mutation($u: String!, $p: String!) {
-    login(input: {username: $u, password: $p}) { accessToken } }"""
-PASSWORD = "benchmark password"
 LOGINS_AT_ONCE = 16
 # Reads the catalogue: every request checks its caller (the database is empty: the check
 # and the query's own statement are all there is to time).
@@ -131,21 +135,6 @@ async def _round(url: str, samples: int) -> tuple[Latency, Latency, float]:
     return Latency.of(idle), Latency.of(loaded), completed / elapsed
 
 
-def _prepare(data_dir: Path, env: dict[str, str]) -> None:
-    bookql = [sys.executable, "-m", "bookql"]
-    full_env = {**os.environ, **env}
-    subprocess.run([*bookql, "db", "upgrade"], env=full_env, check=True, capture_output=True)
-    for i in range(LOGINS_AT_ONCE):
-        subprocess.run(
-            [*bookql, "users", "create", f"bench{i}"],
-            input=PASSWORD + "\n",
-            env=full_env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -153,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {"BOOKQL_DATA_DIR": tmp, "BOOKQL_AUTO_SEED": "false"}
-        _prepare(Path(tmp), env)
+        set_up(env, seed=False, users=[f"bench{i}" for i in range(LOGINS_AT_ONCE)])
         pin_self(1)
         rounds = []
         signed_in = []
@@ -178,7 +167,7 @@ def main() -> None:
                 ["{ __typename }", "p50 ms", "p99 ms"],
                 ["idle", f"{idle_p50:.2f}", f"{idle_p99:.2f}"],
                 [f"{LOGINS_AT_ONCE} logins at once", f"{loaded_p50:.2f}", f"{loaded_p99:.2f}"],
-                ["ratio (target <= 5x)", f"{ratio:.2f}x", f"{loaded_p99 / idle_p99:.2f}x"],
+                ["ratio (target <= 5x)", times(loaded_p50, idle_p50), times(loaded_p99, idle_p99)],
             ]
         )
     )

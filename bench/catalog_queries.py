@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -45,8 +44,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, event
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message
 
@@ -58,6 +56,7 @@ from bench.harness import (
     code_version,
     http_server,
     pin_self,
+    scratch_database,
     table,
     write_results,
 )
@@ -157,27 +156,13 @@ def compiled_setting_known() -> bool:
 def prepared_database(base_url: str | None) -> Iterator[dict[str, str]]:
     """A migrated, seeded catalogue (a SQLite file, or a scratch PostgreSQL database created
     beside ``base_url`` and dropped afterwards); yields the servers' environment."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if base_url is None:
-            url, name = f"sqlite:///{Path(tmp) / 'bookql.db'}", None
-        else:
-            name = f"bookql_bench_catalog_{uuid.uuid4().hex[:10]}"
-            _postgres(base_url, f'CREATE DATABASE "{name}"')
-            url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
-        try:
-            env = {"BOOKQL_DATA_DIR": tmp, "BOOKQL_DATABASE_URL": url}
-            prepare_database(Settings(data_dir=Path(tmp), database_url=url))
-            yield env
-        finally:
-            if base_url is not None:
-                _postgres(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _postgres(base_url: str, statement: str) -> None:
-    admin = create_engine(make_url(base_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(statement))
-    admin.dispose()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        scratch_database(base_url, Path(tmp), "bookql_bench_catalog") as url,
+    ):
+        env = {"BOOKQL_DATA_DIR": tmp, "BOOKQL_DATABASE_URL": url}
+        prepare_database(Settings(data_dir=Path(tmp), database_url=url))
+        yield env
 
 
 def side_env(side: str) -> dict[str, str]:

@@ -15,39 +15,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
-from bench.harness import median, pin, pin_self, table, write_results
+from bench.harness import (
+    median,
+    pin,
+    pin_self,
+    run_bookql,
+    scratch_database,
+    table,
+    times,
+    write_results,
+)
 from tests.mirror import MirrorSite, serve_mirror
 
 CRAWLER = Path(__file__).parents[1] / "crawler"
 EXTRA = [f for s in os.environ.get("BENCH_CRAWL_SETTINGS", "").split(",") if s for f in ("-s", s)]
 FAST = ["-s", "AUTOTHROTTLE_ENABLED=0", "-s", "DOWNLOAD_DELAY=0", "-s", "LOG_LEVEL=WARNING"]
-
-
-def _fresh_database(data_dir: Path, base_url: str | None) -> tuple[str, str | None]:
-    """A new empty database (SQLite file, or a scratch PostgreSQL database) and its name."""
-    if base_url is None:
-        return f"sqlite:///{data_dir / f'{uuid.uuid4().hex}.db'}", None
-    name = f"bookql_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(base_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop(base_url: str | None, name: str | None) -> None:
-    if base_url is None or name is None:
-        return
-    admin = create_engine(make_url(base_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 CPU: dict[bool, list[float]] = {True: [], False: []}  # the crawler process's own CPU seconds
@@ -56,12 +40,7 @@ CPU: dict[bool, list[float]] = {True: [], False: []}  # the crawler process's ow
 def _crawl(mirror_url: str, database_url: str, data_dir: Path, *, store: bool) -> float:
     env = {**os.environ, "BOOKQL_DATABASE_URL": database_url, "BOOKQL_DATA_DIR": str(data_dir)}
     if store:
-        subprocess.run(
-            [sys.executable, "-m", "bookql", "db", "upgrade"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        run_bookql(["db", "upgrade"], env)
     command = [
         sys.executable, "-m", "scrapy", "crawl", "books", "-a", f"start_url={mirror_url}/",
         *FAST, "-s", f"BOOKQL_STORE={'1' if store else '0'}", *EXTRA,
@@ -82,32 +61,31 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("BOOKQL_BENCH_DATABASE_URL"))
     args = parser.parse_args()
     pin_self(1)  # the mirror answers from the other core
-    times: dict[str, list[float]] = {"without the database": [], "with the database": []}
+    seconds: dict[str, list[float]] = {"without the database": [], "with the database": []}
     with tempfile.TemporaryDirectory() as tmp, serve_mirror(MirrorSite()) as mirror_url:
         data_dir = Path(tmp)
         for _ in range(args.rounds):
-            url, name = _fresh_database(data_dir, args.database_url)
-            try:
-                times["without the database"].append(_crawl(mirror_url, url, data_dir, store=False))
-                times["with the database"].append(_crawl(mirror_url, url, data_dir, store=True))
-            finally:
-                _drop(args.database_url, name)
-    bare = median(times["without the database"])
-    stored = median(times["with the database"])
+            with scratch_database(args.database_url, data_dir, "bookql_bench") as url:
+                seconds["without the database"].append(
+                    _crawl(mirror_url, url, data_dir, store=False)
+                )
+                seconds["with the database"].append(_crawl(mirror_url, url, data_dir, store=True))
+    bare = median(seconds["without the database"])
+    stored = median(seconds["with the database"])
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(
         table(
             [
                 [f"full offline crawl ({backend})", "median s", "ratio"],
-                ["pipeline disabled", f"{bare:.2f}", "1.00x"],
-                ["batched upserts", f"{stored:.2f}", f"{stored / bare:.2f}x (target <= 1.20x)"],
+                ["pipeline disabled", f"{bare:.2f}", times(bare, bare)],
+                ["batched upserts", f"{stored:.2f}", f"{times(stored, bare)} (target <= 1.20x)"],
             ]
         )
     )
     cpu_bare, cpu_stored = median(CPU[False]), median(CPU[True])
     print(
         f"crawler CPU: {cpu_bare:.2f} s without, {cpu_stored:.2f} s with the database "
-        f"({cpu_stored / cpu_bare:.2f}x); the rest of the difference is the database server"
+        f"({times(cpu_stored, cpu_bare)}); the rest of the difference is the database server"
     )
     write_results(
         f"crawl_pipeline_{backend.lower()}",

@@ -4,7 +4,7 @@ over SSE, and ``GET /export/training-data`` as JSON Lines and as CSV; and the se
 memory while it streams the last 100k rows and while it streams all of them.
 
 The catalogue is synthetic (``--rows`` books, 50 categories, varied titles and descriptions)
-in a fresh PostgreSQL database, loaded by ``INSERT … SELECT … FROM generate_series``; the
+in a fresh PostgreSQL database, loaded by ``bench.synthetic`` (``INSERT … SELECT``); the
 stored features are then filled by the project's own ``refresh_features`` (setup, not
 measured: about 4 minutes for a million books). The server is a real ``bookql serve`` (one
 worker, core 0); the client, on core 1, counts rows without decoding them (``rowCount`` of
@@ -24,25 +24,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import os
 import re
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import psycopg
-from sqlalchemy.engine import make_url
 
-from bench.harness import Server, bookql_server, median, pin_self, table, write_results
+from bench.harness import (
+    RssSampler,
+    Server,
+    bookql_server,
+    code_version,
+    connect,
+    create_users,
+    login,
+    median,
+    pin_self,
+    recreate_database,
+    run_bookql,
+    status_kib,
+    table,
+    times,
+    write_results,
+)
+from bench.synthetic import load_catalog
 from bookql.core.config import Settings
 from bookql.db.engine import create_async_db_engine
 from bookql.ml.dataset import (
@@ -56,16 +68,10 @@ from bookql.ml.dataset import (
 )
 from bookql.ml.features import FEATURES, LABEL
 
-ROOT = Path(__file__).parents[1]
 DEFAULT_URL = "postgresql+psycopg://root@127.0.0.1:5432/bookql_bench_export"
-MAINTENANCE_DB = "test"
-PASSWORD = "benchmark password"
-LOGIN = """mutation($u: String!, $p: String!) {
-    login(input: {username: $u, password: $p}) { accessToken } }"""
 BATCH_FIELDS = """{ __type(name: "TrainingDataBatch") { fields { name } } }"""
 SUBSCRIPTION = """subscription($n: Int!, $a: String) {
     trainingData(batchSize: $n, after: $a) { rowCount cursor %s } }"""
-SAMPLE_EVERY_S = 0.02
 WARM_UP_ROWS = 1_000
 
 # The baseline reads what the server reads, where it reads it, minus the row rendering.
@@ -89,151 +95,11 @@ def bare_copy(after: int) -> str:
 
 # -- the database -----------------------------------------------------------------------------
 
-CATEGORIES = [
-    "Travel", "Mystery", "Historical Fiction", "Sequential Art", "Classics", "Philosophy",
-    "Romance", "Womens Fiction", "Fiction", "Childrens", "Religion", "Nonfiction", "Music",
-    "Science Fiction", "Sports and Games", "Fantasy", "New Adult", "Young Adult", "Science",
-    "Poetry", "Paranormal", "Art", "Psychology", "Autobiography", "Parenting", "Adult Fiction",
-    "Humor", "Horror", "History", "Food and Drink", "Christian Fiction", "Business", "Biography",
-    "Thriller", "Contemporary", "Spirituality", "Academic", "Self Help", "Historical",
-    "Christian", "Suspense", "Short Stories", "Novels", "Health", "Politics", "Cultural",
-    "Erotica", "Crime", "Default", "Add a comment",
-]  # fmt: skip
-
-
-WORDS = {
-    "first": ["The", "A", "Every", "Our", "Their", "My", "No", "One", "Last", "First"],
-    "adjectives": [
-        "Silent", "Crimson", "Hidden", "Broken", "Golden", "Midnight", "Wild", "Distant",
-        "Quiet", "Burning", "Frozen", "Secret", "Lost", "Little", "Endless", "Paper", "Iron",
-        "Glass", "Summer", "Winter",
-    ],
-    "nouns": [
-        "Garden", "River", "House", "Kingdom", "Letters", "Sea", "City", "Road", "Heart",
-        "Promise", "Mountain", "Library", "Daughter", "Machine", "Orchard", "Harbour",
-        "Empire", "Storm", "Journey", "Bridge", "Clockmaker", "Lighthouse", "Wolves", "Stars",
-        "Station",
-    ],
-    "subtitles": [
-        "A Novel", "A Memoir", "Stories", "A History of Everything", "The Complete Guide",
-        "Poems", "An Introduction", "Recipes for Every Season",
-    ],
-    "series": [
-        "The Chronicles of Ash", "Harbour Lights", "Saga", "The Iron Circle", "Moonfall",
-        "The Clockwork Trilogy", "Lumberjanes", "Starfarers",
-    ],
-    "sentences": [
-        "It is a story about the things we keep and the things we give away.",
-        "When the letters stop arriving, she sets out to find out why.",
-        "Set in a small town on the edge of the moors, the novel follows three generations.",
-        "A sharp, funny and unexpectedly moving debut.",
-        "He had never meant to become a thief, let alone a famous one.",
-        "The war is over, but for the people of the valley the fighting has only just begun.",
-        "Part detective story, part love letter to the city, it is impossible to put down.",
-        "Nobody in the village has seen the lighthouse keeper for thirty years.",
-        "With recipes, maps and a great deal of advice, this is the book every traveller needs.",
-        "Told in alternating chapters, the two voices slowly converge.",
-        "The New York Times bestseller, now in paperback.",
-        "What would you do if you could live one day of your life again?",
-        "An unforgettable portrait of friendship, ambition and the price of success.",
-        "She knows the rules: never look back, never trust the river, never go out after dark.",
-        "Drawing on decades of research, the author shows how small habits shape our lives.",
-        "A thrilling conclusion to the series that readers have waited years for.",
-    ],
-}  # fmt: skip
-
-# h: a multiplicative hash of the row number, varied values without random() (the same
-# catalogue every run); its quotients by small primes pick each part. Titles: four forms,
-# a sixth with a subtitle, a fifth in a series ("(Moonfall, #3)"), a few omnibus ranges.
-LOAD_BOOKS = """
-INSERT INTO books (upc, title, product_type, price_excl_tax_pence, price_incl_tax_pence,
-    tax_pence, currency, availability, rating, num_reviews, image_url, product_url,
-    category_id, first_seen_at, last_seen_at)
-SELECT upc, title, 'Books', pence, pence, 0, 'GBP', h / 7 %% 23, 1 + h / 13 %% 5,
-    h / 17 %% 4, 'https://books.toscrape.com/media/cache/' || upc || '.jpg',
-    'https://books.toscrape.com/catalogue/book_' || i || '/index.html',
-    (%(categories)s::int[])[1 + h / 19 %% 50], now(), now()
-FROM (
-    SELECT i, h, left(md5('bench' || i), 16) AS upc, 999 + h / 23 %% 5000 AS pence,
-        CASE h %% 4
-            WHEN 0 THEN (%(first)s::text[])[1 + h / 29 %% 10]
-                || ' ' || (%(adjectives)s::text[])[1 + h / 31 %% 20]
-                || ' ' || (%(nouns)s::text[])[1 + h / 37 %% 25]
-            WHEN 1 THEN (%(adjectives)s::text[])[1 + h / 29 %% 20]
-                || ' ' || (%(nouns)s::text[])[1 + h / 31 %% 25]
-            WHEN 2 THEN (%(first)s::text[])[1 + h / 29 %% 10]
-                || ' ' || (%(nouns)s::text[])[1 + h / 31 %% 25]
-                || ' of ' || (%(adjectives)s::text[])[1 + h / 37 %% 20]
-                || ' ' || (%(nouns)s::text[])[1 + h / 41 %% 25]
-            ELSE (%(nouns)s::text[])[1 + h / 29 %% 25]
-        END
-        || CASE WHEN h / 43 %% 6 = 0
-            THEN ': ' || (%(subtitles)s::text[])[1 + h / 47 %% 8] ELSE '' END
-        || CASE
-            WHEN h / 53 %% 5 = 0 THEN ' (' || (%(series)s::text[])[1 + h / 59 %% 8]
-                || ', #' || 1 + h / 61 %% 12 || ')'
-            WHEN h / 53 %% 23 = 1 THEN ' (' || (%(series)s::text[])[1 + h / 59 %% 8]
-                || ' #' || 1 + h / 61 %% 6 || '-' || 4 + h / 61 %% 6 || ')'
-            ELSE ''
-        END AS title
-    FROM (
-        SELECT i, i::bigint * 2654435761 %% 4294967296 AS h
-        FROM generate_series(1, %(rows)s) AS i
-    ) AS numbered
-) AS made
-"""
-# one to eight sentences from the pool; one book in fifty has no description
-LOAD_DESCRIPTIONS = """
-INSERT INTO book_descriptions (book_id, description)
-SELECT id, array_to_string(ARRAY(
-    SELECT (%(sentences)s::text[])[1 + h / (7 + j * 3) %% 16]
-    FROM generate_series(0, h / 11 %% 8) AS j
-), ' ')
-FROM (SELECT id, id::bigint * 2654435761 %% 4294967296 AS h FROM books) AS hashed
-WHERE h / 3 %% 50 <> 7
-"""
-
-
-def _conninfo(url: str, database: str | None = None) -> dict[str, Any]:
-    parts = make_url(url)
-    return {
-        "host": parts.host,
-        "port": parts.port,
-        "user": parts.username,
-        "password": parts.password,
-        "dbname": database or parts.database,
-        "autocommit": True,
-    }
-
-
-def _connect(url: str, database: str | None = None) -> psycopg.Connection[Any]:
-    return psycopg.connect(**_conninfo(url, database))
-
-
-def _recreate(url: str, *, drop_only: bool = False) -> None:
-    name = make_url(url).database
-    assert name, "the database URL names no database"
-    with _connect(url, MAINTENANCE_DB) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            admin.execute(f'CREATE DATABASE "{name}"')
-
-
-def _bookql(args: list[str], env: dict[str, str], stdin: str | None = None) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bookql", *args],
-        input=stdin,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-
 
 def _reusable(url: str, rows: int) -> bool:
     """Whether the database exists with ``rows`` listed books, every one with features."""
     try:
-        with _connect(url) as conn:
+        with connect(url) as conn:
             found = conn.execute(
                 "SELECT (SELECT count(*) FROM books WHERE removed_at IS NULL),"
                 " (SELECT count(*) FROM book_features), (SELECT count(*) FROM users"
@@ -242,30 +108,6 @@ def _reusable(url: str, rows: int) -> bool:
     except psycopg.Error:
         return False
     return found == (rows, rows, 1)
-
-
-def _load(url: str, rows: int) -> None:
-    """The synthetic catalogue; triggers (search index, stale features) off while loading."""
-    with _connect(url) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO categories (name, slug) VALUES (%s, %s)",
-            [(name, re.sub(r"[^a-z0-9]+", "-", name.lower())) for name in CATEGORIES],
-        )
-        ids = [i for (i,) in conn.execute("SELECT id FROM categories ORDER BY id")]
-        with conn.transaction():
-            # The search index's row triggers (a tsvector per book, again per description)
-            # make the load ten times slower (48 s instead of 5 s for 100k books), and the
-            # bench reads no search table. The book_features triggers are on again, with the
-            # others, before anything reads the tables.
-            for name in ("books", "book_descriptions"):
-                conn.execute(f"ALTER TABLE {name} DISABLE TRIGGER USER")
-            conn.execute(LOAD_BOOKS, {"rows": rows, "categories": ids, **WORDS})
-            conn.execute(LOAD_DESCRIPTIONS, WORDS)
-            for name in ("books", "book_descriptions"):
-                conn.execute(f"ALTER TABLE {name} ENABLE TRIGGER USER")
-            # what the new-book trigger would have recorded
-            conn.execute("INSERT INTO book_features_pending (book_id) SELECT id FROM books")
-        conn.execute("VACUUM (ANALYZE) categories, books, book_descriptions")
 
 
 async def _refresh(settings: Settings) -> int:
@@ -296,49 +138,6 @@ class Run:
         return self.rows / self.seconds
 
 
-def _status_kib(pid: int, key: bytes) -> int:
-    with open(f"/proc/{pid}/status", "rb") as status:
-        for line in status:
-            if line.startswith(key):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {key!r} in /proc/{pid}/status")
-
-
-@dataclass
-class RssSampler:
-    """The largest VmRSS of a process while the block runs, sampled from a thread; and the
-    kernel's own high-water mark (VmHWM, reset first) when the process lets us reset it."""
-
-    pid: int
-    start_kib: int = 0
-    peak_kib: int = 0
-    hwm_kib: int | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(SAMPLE_EVERY_S):
-            self.peak_kib = max(self.peak_kib, _status_kib(self.pid, b"VmRSS:"))
-
-    @contextmanager
-    def running(self) -> Iterator[RssSampler]:
-        try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # resets VmHWM to VmRSS
-            resettable = True
-        except OSError:
-            resettable = False
-        self.start_kib = self.peak_kib = _status_kib(self.pid, b"VmRSS:")
-        thread = threading.Thread(target=self._sample, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join()
-            self.peak_kib = max(self.peak_kib, _status_kib(self.pid, b"VmRSS:"))
-            if resettable:
-                self.hwm_kib = _status_kib(self.pid, b"VmHWM:")
-
-
 def _measured(pid: int | None, stream: Callable[[], Run]) -> Run:
     if pid is None:
         return stream()
@@ -352,7 +151,7 @@ def _measured(pid: int | None, stream: Callable[[], Run]) -> Run:
 
 def copy_rows(url: str, statement: Any) -> Run:
     """A COPY read row by row by a plain (blocking) psycopg connection; nothing else done."""
-    with _connect(url) as conn, conn.cursor() as cursor:
+    with connect(url) as conn, conn.cursor() as cursor:
         rows = 0
         first = 0.0
         cpu = time.process_time()
@@ -369,7 +168,7 @@ def copy_rows(url: str, statement: Any) -> Run:
 def batch_rows(url: str, statement: str, batch_size: int) -> Run:
     """The server's batch query, looped by a plain psycopg connection in one snapshot:
     what the database itself costs, without the server's event loop or HTTP."""
-    with _connect(url) as conn, conn.cursor() as cursor:
+    with connect(url) as conn, conn.cursor() as cursor:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         rows = 0
         first = 0.0
@@ -552,11 +351,7 @@ def serving(env: dict[str, str], database_url: str, batch_size: int) -> Iterator
         if children.exists() and children.read_text().strip():
             print(f"warning: the server has child processes ({children.read_text().strip()}):"
                   " only the parent's memory is sampled")  # fmt: skip
-        token = httpx.post(
-            f"{server.url}/graphql",
-            json={"query": LOGIN, "variables": {"u": "bench", "p": PASSWORD}},
-            timeout=30,
-        ).json()["data"]["login"]["accessToken"]
+        token = login(server.url, "bench")
         with httpx.Client(
             base_url=server.url,
             headers={"authorization": f"Bearer {token}"},
@@ -603,7 +398,7 @@ def main() -> None:
     args = parser.parse_args()
     url: str = args.database_url
     tail = args.tail if args.tail < args.rows else args.rows // 10
-    code = _code_version()  # what this process imported; each server imports afresh
+    code = code_version()  # what this process imported; each server imports afresh
     pin_self(1)
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -615,14 +410,14 @@ def main() -> None:
         setup: dict[str, float] = {}
         reused = args.reuse and _reusable(url, args.rows)
         if not reused:
-            _recreate(url)
+            recreate_database(url)
         try:
             if not reused:
                 setup = _set_up(url, env, settings, args.rows)
             started = time.perf_counter()
             assert asyncio.run(_refresh(settings)) == 0
             setup["check_features_s"] = time.perf_counter() - started  # what a stream does first
-            with _connect(url) as conn:
+            with connect(url) as conn:
                 found = conn.execute("SELECT max(book_id) FROM book_features").fetchone()
                 max_id = int(found[0]) if found else 0
             server_source = " ".join(batch_statement(Shape.CSV).split())
@@ -630,17 +425,17 @@ def main() -> None:
             results = _bench(args, env, url, settings, max_id, tail)
         finally:
             if not args.keep:
-                _recreate(url, drop_only=True)
+                recreate_database(url, drop_only=True)
     _report(args, tail, setup, {**results, "code": code})
 
 
 def _set_up(url: str, env: dict[str, str], settings: Settings, rows: int) -> dict[str, float]:
     setup: dict[str, float] = {}
     started = time.perf_counter()
-    _bookql(["db", "upgrade"], env)
+    run_bookql(["db", "upgrade"], env)
     setup["migrate_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    _load(url, rows)
+    load_catalog(url, rows)
     setup["load_s"] = time.perf_counter() - started
     print(f"setup: loaded {rows:,} books in {setup['load_s']:.1f} s", flush=True)
     started = time.perf_counter()
@@ -652,9 +447,9 @@ def _set_up(url: str, env: dict[str, str], settings: Settings, rows: int) -> dic
         flush=True,
     )
     assert refreshed == rows, (refreshed, rows)
-    with _connect(url) as conn:
+    with connect(url) as conn:
         conn.execute("VACUUM (ANALYZE) book_features, book_features_pending")
-    _bookql(["users", "create", "bench"], env, stdin=PASSWORD + "\n")
+    create_users(env, ["bench"])
     return setup
 
 
@@ -695,7 +490,7 @@ def _bench(
     for method in METHODS[1:]:
         with serving(env, url, args.batch_size) as streams:
             streams.run(method, max_id - WARM_UP_ROWS, sample=False)
-            start = _status_kib(streams.server.process.pid, b"VmRSS:") / 1024
+            start = status_kib(streams.server.process.pid, b"VmRSS:") / 1024
             short = streams.run(method, max_id - tail)
             assert short.rows == tail, (method, short.rows, tail)
             full = streams.run(method)
@@ -713,22 +508,6 @@ def _best(runs: list[Run]) -> Run:
     return max(runs, key=lambda run: run.rate)
 
 
-def _code_version() -> dict[str, str]:
-    """The commit, and what the server runs: the tree of ``src/`` (``-dirty`` if edited)."""
-
-    def git(*args: str) -> str:
-        found = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        return found.stdout.strip()
-
-    edited = "-dirty" if git("status", "--porcelain", "--", "src") else ""
-    return {
-        "commit": git("describe", "--always", "--dirty"),
-        "src": git("rev-parse", "--short", "HEAD:src") + edited,
-    }
-
-
 def _report(
     args: argparse.Namespace, tail: int, setup: dict[str, float], results: dict[str, Any]
 ) -> None:
@@ -741,7 +520,7 @@ def _report(
     for method in METHODS:
         best = _best(runs[method])
         rows.append([
-            LABELS[method], f"{best.rate:,.0f}", f"{best.rate / baseline:.2f}x",
+            LABELS[method], f"{best.rate:,.0f}", times(best.rate, baseline),
             f"{best.seconds:.2f}", f"{best.first_row_s * 1000:.0f}",
             f"{best.client_cpu_s / best.seconds:.0%}",
         ])  # fmt: skip
@@ -755,7 +534,7 @@ def _report(
     for label, found in diagnosed.items():
         best = _best(found)
         rows.append([
-            label, f"{best.rate:,.0f}", f"{best.rate / baseline:.2f}x", f"{best.seconds:.2f}",
+            label, f"{best.rate:,.0f}", times(best.rate, baseline), f"{best.seconds:.2f}",
             f"{best.first_row_s * 1000:.0f}", f"{best.client_cpu_s / best.seconds:.0%}",
         ])  # fmt: skip
     print(table(rows))
@@ -773,7 +552,7 @@ def _report(
         "target: subscription and export at >= 50% of the COPY rate;"
         " memory flat (1M peak close to 100k peak)"
     )
-    code = _code_version()
+    code = code_version()
     if code["src"] != results["code"]["src"]:
         print(
             f"warning: src/ changed during the run ({results['code']['commit']} at the start,"

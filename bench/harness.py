@@ -1,4 +1,5 @@
-"""Shared benchmark plumbing: a real server in a subprocess, latency statistics, results.
+"""Shared benchmark plumbing: scratch databases and ``bookql`` set-up commands, a real
+server in a subprocess, its memory, latency statistics, tables and results.
 
 The server and the load generator run in separate processes, pinned to different cores
 when ``taskset`` exists, so that the load generator does not steal the server's CPU.
@@ -16,18 +17,109 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results"
+MAINTENANCE_DB = "test"  # connected to while a database of a fixed name is recreated
+PASSWORD = "benchmark password"
+SAMPLE_EVERY_S = 0.02  # how often RssSampler reads a server's memory
+LOGIN = """mutation($u: String!, $p: String!) {
+    login(input: {username: $u, password: $p}) { accessToken } }"""
+
+
+# -- databases and set-up -----------------------------------------------------------------
+
+
+def connect(url: str, database: str | None = None) -> psycopg.Connection[Any]:
+    """A plain autocommit psycopg connection to the PostgreSQL database ``url`` names (or
+    to ``database`` on the same server)."""
+    parts = make_url(url)
+    return psycopg.connect(
+        host=parts.host,
+        port=parts.port,
+        user=parts.username,
+        password=parts.password,
+        dbname=database or parts.database,
+        autocommit=True,
+    )
+
+
+def recreate_database(url: str, *, drop_only: bool = False) -> None:
+    """The PostgreSQL database ``url`` names, dropped and created empty (or only dropped)."""
+    name = make_url(url).database
+    assert name, "the database URL names no database"
+    with connect(url, MAINTENANCE_DB) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+
+@contextmanager
+def scratch_database(base_url: str | None, directory: Path, prefix: str) -> Iterator[str]:
+    """A new empty database, dropped afterwards: a SQLite file in ``directory``, or with
+    ``base_url`` a PostgreSQL database of a new name (``prefix_…``) on that server."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    if base_url is None:
+        yield f"sqlite:///{directory / f'{name}.db'}"
+        return
+    with connect(base_url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with connect(base_url) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_bookql(args: Sequence[str], env: Mapping[str, str], stdin: str | None = None) -> None:
+    """One ``bookql`` command of the set-up; its output is kept on the error if it fails."""
+    subprocess.run(
+        [sys.executable, "-m", "bookql", *args],
+        input=stdin,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def create_users(env: Mapping[str, str], names: Sequence[str], password: str = PASSWORD) -> None:
+    for name in names:
+        run_bookql(["users", "create", name], env, stdin=password + "\n")
+
+
+def set_up(
+    env: Mapping[str, str],
+    *,
+    seed: bool = True,
+    model: bool = False,
+    users: Sequence[str] = (),
+    password: str = PASSWORD,
+) -> None:
+    """The database ``env`` names migrated; with the bundled catalogue (``seed``), a trained
+    active price model (``model``) and ``users``, each signing in with ``password``."""
+    run_bookql(["db", "upgrade"], env)
+    if seed:
+        run_bookql(["seed"], env)
+    if model:
+        run_bookql(["train", "--activate"], env)
+    create_users(env, users, password)
+
+
+# -- servers --------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -124,6 +216,90 @@ def http_server(
                 process.wait()
 
 
+def login(url: str, username: str, password: str = PASSWORD) -> str:
+    """An access token from the server at ``url``."""
+    response = httpx.post(
+        f"{url}/graphql",
+        json={"query": LOGIN, "variables": {"u": username, "p": password}},
+        timeout=30,
+    )
+    token: str = response.json()["data"]["login"]["accessToken"]
+    return token
+
+
+def status_kib(pid: int, key: bytes) -> int:
+    """A figure of ``/proc/<pid>/status`` in KiB, such as ``b"VmRSS:"``."""
+    with open(f"/proc/{pid}/status", "rb") as status:
+        for line in status:
+            if line.startswith(key):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {key!r} in /proc/{pid}/status")
+
+
+def tree_rss_mib(pid: int) -> dict[str, float]:
+    """Resident memory of a process and its children, by pid."""
+    found: dict[str, float] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            rss = status_kib(current, b"VmRSS:")
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        found[str(current)] = rss / 1024
+        pending.extend(int(child) for child in children)
+    return found
+
+
+@dataclass
+class RssSampler:
+    """The largest VmRSS of a process while the block runs, sampled from a thread; and the
+    kernel's own high-water mark (VmHWM, reset first) when the process lets us reset it."""
+
+    pid: int
+    start_kib: int = 0
+    peak_kib: int = 0
+    hwm_kib: int | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_EVERY_S):
+            self.peak_kib = max(self.peak_kib, status_kib(self.pid, b"VmRSS:"))
+
+    @contextmanager
+    def running(self) -> Iterator[RssSampler]:
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # resets VmHWM to VmRSS
+            resettable = True
+        except OSError:
+            resettable = False
+        self.start_kib = self.peak_kib = status_kib(self.pid, b"VmRSS:")
+        thread = threading.Thread(target=self._sample, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+            self.peak_kib = max(self.peak_kib, status_kib(self.pid, b"VmRSS:"))
+            if resettable:
+                self.hwm_kib = status_kib(self.pid, b"VmHWM:")
+
+
+# -- figures --------------------------------------------------------------------------------
+
+
+def timed(call: Callable[[], object], samples: int) -> list[float]:
+    """The seconds of each of ``samples`` calls, one after another."""
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -153,6 +329,11 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def times(value: float, baseline: float, digits: int = 2) -> str:
+    """A ratio as the tables print it: ``1.23x``."""
+    return f"{value / baseline:.{digits}f}x"
+
+
 def table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
@@ -164,7 +345,8 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def code_version() -> dict[str, Any]:
-    """The commit measured, and whether ``src/`` differs from it (a dirty tree's figures)."""
+    """The commit measured, whether ``src/`` differs from it (a dirty tree's figures), and
+    the tree of ``src/`` the servers run (``-dirty`` when edited)."""
 
     def git(*args: str) -> str:
         found = subprocess.run(
@@ -172,8 +354,10 @@ def code_version() -> dict[str, Any]:
         )
         return found.stdout.strip()
 
+    src_dirty = bool(git("status", "--porcelain", "--", "src"))
     return {
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
-        "src_dirty": bool(git("status", "--porcelain", "--", "src")),
+        "src_dirty": src_dirty,
         "tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "src": git("rev-parse", "--short", "HEAD:src") + ("-dirty" if src_dirty else ""),
     }

@@ -17,21 +17,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
-from sqlalchemy.engine import make_url
 
-from bench.harness import bookql_server, code_version, percentile, pin, pin_self, table
+from bench.harness import (
+    bookql_server,
+    code_version,
+    login,
+    percentile,
+    pin,
+    pin_self,
+    recreate_database,
+    set_up,
+    table,
+    tree_rss_mib,
+)
 from bench.harness import write_results as write_result_file
 from bench.loadgen import new_loop
 
@@ -174,43 +181,6 @@ def _generator() -> None:
     sys.stdout.write(json.dumps(report) + "\n")
 
 
-def _tree_rss_mib(pid: int) -> dict[str, float]:
-    """Resident memory of a process and its children, by pid."""
-    found: dict[str, float] = {}
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except FileNotFoundError:
-            continue
-        rss = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-        found[str(current)] = int(rss.split()[1]) / 1024
-        pending.extend(int(child) for child in children)
-    return found
-
-
-def _bookql(args: list[str], env: dict[str, str], stdin: str | None = None) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bookql", *args],
-        env={**os.environ, **env},
-        input=stdin,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-
-
-def _recreate(url: str, drop_only: bool = False) -> None:
-    target = make_url(url)
-    maintenance = target.set(drivername="postgresql", database="test").render_as_string(False)
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{target.database}"')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60)
@@ -220,7 +190,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     args = parser.parse_args()
     pin_self(1)
-    _recreate(args.database_url)
+    recreate_database(args.database_url)
     try:
         with tempfile.TemporaryDirectory() as data_dir:
             env = {
@@ -231,27 +201,18 @@ def main() -> None:
                 "BOOKQL_RUN_JOBS_IN_SERVER": "false",
                 **{f"BOOKQL_{name}": value for name, value in ARGON2.items()},
             }
-            for step in (["db", "upgrade"], ["seed"], ["train", "--activate"]):
-                _bookql(step, env)
-            for number in range(USERS):
-                _bookql(["users", "create", f"loader{number}"], env, stdin=PASSWORD + "\n")
+            users = [f"loader{number}" for number in range(USERS)]
+            set_up(env, model=True, users=users, password=PASSWORD)
             report = _run(args, env)
     finally:
-        _recreate(args.database_url, drop_only=True)
+        recreate_database(args.database_url, drop_only=True)
     _print(report)
     write_result_file("load", report)
 
 
 def _run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     with bookql_server(env, core=0, workers=2) as server:
-        token = httpx.post(
-            f"{server.url}/graphql",
-            json={
-                "query": 'mutation($p: String!) { login(input: {username: "loader0", '
-                "password: $p}) { accessToken } }",
-                "variables": {"p": PASSWORD},
-            },
-        ).json()["data"]["login"]["accessToken"]
+        token = login(server.url, "loader0", PASSWORD)
         upcs = [
             edge["node"]["upc"]
             for edge in httpx.post(
@@ -266,9 +227,9 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         ]
         order = {"url": server.url, "requests": requests, "clients": args.clients}
         _generate({**order, "seconds": args.warm_up})
-        start = _tree_rss_mib(server.process.pid)
+        start = tree_rss_mib(server.process.pid)
         report = _generate({**order, "seconds": args.seconds})
-        end = _tree_rss_mib(server.process.pid)
+        end = tree_rss_mib(server.process.pid)
         metrics = httpx.get(f"{server.url}/metrics").text
     drift = sum(end.values()) / sum(start.values()) - 1
     return {

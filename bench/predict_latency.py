@@ -12,9 +12,6 @@ in this process. Target: the HTTP p50 within 3x of the bare p50.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,37 +23,23 @@ from bench.harness import (
     Latency,
     LeanClient,
     bookql_server,
+    login,
     pin_self,
+    set_up,
     table,
+    timed,
+    times,
     write_results,
 )
 from bookql.ml.features import FEATURES, book_features
 from bookql.ml.store import ModelStore
 from tests.snapshot_truth import snapshot_books
 
-LOGIN = """mutation($u: String!, $p: String!) {
-    login(input: {username: $u, password: $p}) { accessToken } }"""
 PREDICT = """mutation($u: String!) { predictPrice(input: {upc: $u}) { price modelVersion } }"""
 PREDICT_MANY = """mutation($items: [PredictPriceInput!]!) {
     predictPrices(input: {items: $items}) { results { prediction { price } } } }"""
-PASSWORD = "benchmark password"
 UPC = "a897fe39b1053632"
 BLOCK = 10
-
-
-def _prepare(env: dict[str, str]) -> None:
-    bookql = [sys.executable, "-m", "bookql"]
-    full = {**os.environ, **env}
-    for args in (["db", "upgrade"], ["seed"], ["train", "--activate"]):
-        subprocess.run([*bookql, *args], env=full, check=True, capture_output=True)
-    subprocess.run(
-        [*bookql, "users", "create", "bench"],
-        input=PASSWORD + "\n",
-        env=full,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
 
 
 def _bare_predictor(models_dir: Path) -> Callable[[], object]:
@@ -73,45 +56,31 @@ def _bare_predictor(models_dir: Path) -> Callable[[], object]:
     return lambda: booster.inplace_predict(features)
 
 
-def _timed(call: Callable[[], object], samples: int) -> list[float]:
-    timings = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - started)
-    return timings
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=1000, help="calls a side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {"BOOKQL_DATA_DIR": tmp}
-        _prepare(env)
+        set_up(env, model=True, users=["bench"])
         pin_self(1)
         bare = _bare_predictor(Path(tmp) / "models_store")
         with bookql_server(env, core=0) as server:
-            signed_out = LeanClient(server.url)
-            token = signed_out.post(LOGIN, {"u": "bench", "p": PASSWORD})["data"]["login"][
-                "accessToken"
-            ]
-            signed_out.close()
-            client = LeanClient(server.url, token)
+            client = LeanClient(server.url, login(server.url, "bench"))
 
             def single(upc: str = UPC) -> None:
                 body = client.post(PREDICT, {"u": upc})
                 assert "errors" not in body, body
 
-            _timed(single, 30)  # warm up
-            _timed(bare, 30)
+            timed(single, 30)  # warm up
+            timed(bare, 30)
             # side by side, in blocks of ten: the drift of a shared virtual machine's speed
             # falls on both sides alike, and the bare calls still run warm, back to back
             bare_times: list[float] = []
             served_times: list[float] = []
             for _ in range(max(1, args.samples // BLOCK)):
-                bare_times += _timed(bare, BLOCK)
-                served_times += _timed(single, BLOCK)
+                bare_times += timed(bare, BLOCK)
+                served_times += timed(single, BLOCK)
             bare_latency = Latency.of(bare_times)
             http_latency = Latency.of(served_times)
             ratio = http_latency.p50_ms / bare_latency.p50_ms
@@ -140,7 +109,7 @@ def main() -> None:
                     "predictPrice (HTTP)",
                     f"{http_latency.p50_ms:.3f}",
                     f"{http_latency.p99_ms:.3f}",
-                    f"{ratio:.2f}x",
+                    times(http_latency.p50_ms, bare_latency.p50_ms),
                 ],
             ]
         )
@@ -154,7 +123,7 @@ def main() -> None:
             [
                 ["1000 books", "seconds", "ratio"],
                 ["1000 predictPrice requests", f"{singles_s:.2f}", "1.00x"],
-                ["one predictPrices batch", f"{batch_s:.2f}", f"{batch_s / singles_s:.3f}x"],
+                ["one predictPrices batch", f"{batch_s:.2f}", times(batch_s, singles_s, 3)],
             ]
         )
     )
