@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -18,7 +19,8 @@ import orjson
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from bookql.accounts.tokens import TokenType
+from bookql.accounts.tokens import ExpiredToken, InvalidToken, TokenType
+from bookql.db.types import utcnow
 from tests.client.expiry import codec, expired_twin
 from tests.conftest import ScratchDatabase
 from tests.sessions import ME, TRAINING_DATA, WS, Site, site
@@ -50,6 +52,26 @@ def _tokens(s: Site, database: ScratchDatabase) -> dict[str, str]:
         "session-ended": ended["accessToken"],
         "garbage": "not.a.token",
     }
+
+
+def test_the_codec_calls_a_token_expired_only_if_nothing_else_is_wrong(tmp_path: Path) -> None:
+    own = codec(SECRET, tmp_path)
+    session = own.issue(TokenType.ACCESS, user_id=1, token_version=0, now=utcnow(), family_id="f")
+    expired = expired_twin(own, session.token)
+    with pytest.raises(ExpiredToken):
+        own.decode(expired, TokenType.ACCESS)
+    claims = jwt.decode(expired, options={"verify_signature": False})
+    wrong = {
+        "signature": jwt.encode(claims, "x" * 64, algorithm="HS256"),
+        "audience": jwt.encode({**claims, "aud": "elsewhere"}, SECRET, algorithm="HS256"),
+        "issuer": jwt.encode({**claims, "iss": "elsewhere"}, SECRET, algorithm="HS256"),
+        "kind": jwt.encode({**claims, "typ": "refresh"}, SECRET, algorithm="HS256"),
+        "session": jwt.encode({**claims, "fam": ""}, SECRET, algorithm="HS256"),
+    }
+    for what, token in wrong.items():
+        with pytest.raises(InvalidToken) as refused:
+            own.decode(token, TokenType.ACCESS)
+        assert not isinstance(refused.value, ExpiredToken), what
 
 
 @pytest.fixture(scope="module")
