@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bookql-installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench notebook clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	VENV=$(VENV) EXTRAS=dev PYTHON=$(PYTHON) sh scripts/install.sh
@@ -28,6 +28,15 @@ lint: $(STAMP)
 # `make bench QUICK=1` for smaller sizes; `make bench BENCH="catalog predict"` for some of them.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH)
+
+# Jupyter in .venv (the `notebook` extra), opened on the example notebook (docs/client.md).
+NOTEBOOK_STAMP := $(VENV)/.bookql-notebook
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[notebook]'
+	touch $@
+
+notebook: $(NOTEBOOK_STAMP)
+	$(BIN)/jupyter lab examples/training_data.ipynb
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -159,8 +159,8 @@ class Flaky(httpx.BaseTransport):
 
 async def test_login_query_and_the_training_frame(server: Server) -> None:
     api = BookQL(server.url)
-    token = api.login(server.username, PASSWORD)
-    assert token and api.token == token
+    user = api.login(server.username, PASSWORD)
+    assert user["username"] == server.username and api.token
     titles = [edge["node"]["title"] for edge in api.query(BOOKS)["books"]["edges"]]
     assert len(titles) == 3
     frame = api.training_frame(batch_size=300)

@@ -1,5 +1,11 @@
 """A small synchronous client for notebooks: sign in, run GraphQL, fetch the training data.
 
+A session lasts as long as its refresh token: the access token is renewed shortly before it
+expires and, should the server still find it expired (``extensions.reason: TOKEN_EXPIRED``),
+once more before the call is sent again. Renewals are one at a time across threads, since a
+refresh token works once and presenting it twice ends the session. Tokens are never part of
+the client's ``repr``, its errors or its log lines.
+
 ``training_frame()`` reads the ``trainingData`` subscription over HTTP server-sent events
 (graphql-sse, "distinct connections" mode) and builds one DataFrame column by column. A
 dropped connection is resumed from the last batch's cursor, so a long download over a
@@ -12,21 +18,31 @@ flaky network still delivers every row exactly once.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 import orjson
 import pandas as pd
 
-LOGIN = """mutation($u: String!, $p: String!) {
-  login(input: {username: $u, password: $p}) { accessToken }
-}"""
+SESSION = "accessToken refreshToken expiresIn user { id username role }"
+LOGIN = f"""mutation($u: String!, $p: String!) {{
+  login(input: {{username: $u, password: $p}}) {{ {SESSION} }}
+}}"""
+REFRESH = f"""mutation($t: String!) {{
+  refresh(input: {{refreshToken: $t}}) {{ {SESSION} }}
+}}"""
+LOGOUT = """mutation($t: String!) { logout(input: {refreshToken: $t}) { ok } }"""
+TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 (the server's extensions.reason, not a secret)
+# Renew this long before the access token expires (at most half its lifetime before).
+REFRESH_MARGIN_SECONDS = 60.0
 TRAINING_DATA = """subscription($n: Int!, $a: String) {
   trainingData(batchSize: $n, after: $a) { columns dtypes rowCount jsonl cursor }
 }"""
@@ -34,6 +50,8 @@ TRAINING_DATA = """subscription($n: Int!, $a: String) {
 RETRYABLE_CODES = frozenset({"SERVICE_UNAVAILABLE"})
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+log = logging.getLogger("bookql.client")
+T = TypeVar("T")
 
 
 class BookQLError(Exception):
@@ -52,6 +70,17 @@ class BookQLError(Exception):
         self.code = code
         self.errors = errors or []
         self.status = status
+
+    @property
+    def reason(self) -> str | None:
+        """The first error's ``extensions.reason`` (``TOKEN_EXPIRED``), if it has one."""
+        first = self.errors[0] if self.errors else {}
+        reason = (first.get("extensions") or {}).get("reason")
+        return reason if isinstance(reason, str) else None
+
+    @property
+    def token_expired(self) -> bool:
+        return self.code == "UNAUTHENTICATED" and self.reason == TOKEN_EXPIRED
 
     @classmethod
     def from_errors(cls, errors: list[dict[str, Any]], status: int | None = None) -> BookQLError:
@@ -77,6 +106,11 @@ class BookQLError(Exception):
         return self.code in RETRYABLE_CODES or self.status in RETRYABLE_STATUSES
 
 
+class SessionEnded(BookQLError):
+    """The session cannot be renewed (refresh token expired, revoked, already used, or the
+    account changed): sign in again with ``login``."""
+
+
 class _Incomplete(Exception):
     """The event stream ended without ``complete``: a cut connection, to be resumed."""
 
@@ -84,9 +118,14 @@ class _Incomplete(Exception):
 class BookQL:
     """A signed-in (or anonymous) session with one bookql server.
 
-    ``transport`` replaces the network (tests); ``retries`` and ``retry_delay`` bound how a
+    ``token`` and ``refresh_token`` resume a session signed in elsewhere (without a refresh
+    token the session ends with its access token); ``login`` starts one. ``refresh_margin``
+    is how long before expiry the access token is renewed. ``transport`` replaces the network
+    and ``clock`` the monotonic clock (tests); ``retries`` and ``retry_delay`` bound how a
     broken training-data stream is resumed: up to ``retries`` failures in a row, waiting
     ``retry_delay`` seconds and doubling, before giving up.
+
+    One client may be shared by threads: they renew the session once between them.
     """
 
     def __init__(
@@ -94,16 +133,45 @@ class BookQL:
         url: str,
         token: str | None = None,
         *,
+        refresh_token: str | None = None,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         retries: int = 5,
         retry_delay: float = 0.5,
+        refresh_margin: float = REFRESH_MARGIN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url.rstrip("/")
-        self.token = token
         self.retries = retries
         self.retry_delay = retry_delay
+        self.refresh_margin = refresh_margin
+        self.user: dict[str, Any] | None = None  # who signed in: id, username, role
+        self.renewals = 0  # how often the session was renewed
+        self._clock = clock
+        self._lock = threading.Lock()  # held while renewing: one refresh at a time
+        self._access = token
+        self._refresh = refresh_token
+        self._renew_at: float | None = None  # on ``clock``; None: the expiry is unknown
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        if self.user is not None:
+            state = f"signed in as {self.user.get('username')!r}"
+        else:
+            state = "with an access token" if self._access else "anonymous"
+        return f"<BookQL {self.url} {state}>"
+
+    @property
+    def token(self) -> str | None:
+        """The access token sent now (renewed as it expires); read it, do not print it."""
+        return self._access
+
+    @token.setter
+    def token(self, token: str | None) -> None:
+        """Use another access token; its expiry is unknown, so it is renewed only when the
+        server says it has expired."""
+        with self._lock:
+            self._access, self._renew_at = token, None
 
     def close(self) -> None:
         self._http.close()
@@ -119,20 +187,116 @@ class BookQL:
     ) -> None:
         self.close()
 
-    def _headers(self, accept: str) -> dict[str, str]:
+    @staticmethod
+    def _headers(accept: str, token: str | None) -> dict[str, str]:
         headers = {"Accept": accept}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    # -- the session ----------------------------------------------------------------------
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """Sign in; later calls send the access token and renew it as it expires. Returns
+        the user (``id``, ``username``, ``role``), never a token."""
+        started = self._clock()
+        data = self._post(LOGIN, {"u": username, "p": password}, None)
+        with self._lock:
+            self._keep(data["login"], started)
+        return dict(data["login"]["user"])
+
+    def logout(self) -> None:
+        """End the session on the server (its access tokens stop working at once), and
+        forget its tokens here. A session that had already ended is simply forgotten."""
+        with self._lock:
+            refresh, self._access, self._refresh, self._renew_at = self._refresh, None, None, None
+            self.user = None
+        if refresh is None:
+            return
+        try:
+            self._post(LOGOUT, {"t": refresh}, None)
+        except BookQLError as error:
+            if error.code != "UNAUTHENTICATED":
+                raise
+
+    def _keep(self, session: dict[str, Any], started: float) -> None:
+        """A new session's tokens and when to renew them (the lock held)."""
+        lifetime = float(session["expiresIn"])
+        self._access = session["accessToken"]
+        self._refresh = session["refreshToken"]
+        self._renew_at = started + max(lifetime - self.refresh_margin, lifetime / 2)
+        self.user = dict(session["user"])
+
+    def _current_token(self) -> str | None:
+        """The access token to send, renewed first if it is about to expire."""
+        if self._due():
+            with self._lock:
+                if self._due():  # not renewed by another thread meanwhile
+                    self._renew()
+        return self._access
+
+    def _due(self) -> bool:
+        return (
+            self._refresh is not None
+            and self._renew_at is not None
+            and self._clock() >= self._renew_at
+        )
+
+    def _renewed(self, used: str | None) -> str:
+        """The access token to use now that the server found ``used`` expired: renewed here,
+        unless another thread already has. Never None: a client whose session ended must
+        not go on as anonymous."""
+        with self._lock:
+            if self._access == used and self._refresh is not None:
+                self._renew()
+            if self._access is None:
+                raise SessionEnded("the session has ended: sign in again with login()")
+            return self._access
+
+    def _renew(self) -> None:
+        """Trade the refresh token for new tokens (the lock held: a refresh token works
+        once, and presenting it again would end the session)."""
+        assert self._refresh is not None
+        started = self._clock()
+        try:
+            data = self._post(REFRESH, {"t": self._refresh}, None)
+        except BookQLError as error:
+            if error.code != "UNAUTHENTICATED":
+                raise  # a busy or unreachable server: the session may still be renewed later
+            self._access, self._refresh, self._renew_at, self.user = None, None, None, None
+            raise SessionEnded(
+                f"the session has ended and cannot be renewed ({error.message}): "
+                "sign in again with login()",
+                error.code,
+                error.errors,
+                error.status,
+            ) from None
+        self._keep(data["refresh"], started)
+        self.renewals += 1
+        log.info("bookql session renewed (%d so far)", self.renewals)
+
+    def _authorized(self, send: Callable[[str | None], T]) -> T:
+        """``send`` with the current access token; if the server finds it expired, once
+        more after renewing the session."""
+        used = self._current_token()
+        try:
+            return send(used)
+        except BookQLError as error:
+            if not error.token_expired or self._refresh is None:
+                raise
+        return send(self._renewed(used))
 
     # -- GraphQL --------------------------------------------------------------------------
 
     def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run a query or mutation and return its ``data``; any error raises BookQLError."""
+        return self._authorized(lambda token: self._post(query, variables, token))
+
+    def _post(self, query: str, variables: dict[str, Any] | None, token: str | None) -> Any:
         response = self._http.post(
             "/graphql",
             json={"query": query, "variables": variables or {}},
-            headers=self._headers("application/json"),
+            headers=self._headers("application/json", token),
         )
         try:
             body = orjson.loads(response.content)
@@ -146,13 +310,6 @@ class BookQL:
             raise BookQLError.from_response(response)
         data: dict[str, Any] = body["data"]
         return data
-
-    def login(self, username: str, password: str) -> str:
-        """Sign in; later calls send the access token, which is also returned."""
-        data = self.query(LOGIN, {"u": username, "p": password})
-        token: str = data["login"]["accessToken"]
-        self.token = token
-        return token
 
     # -- the training data ----------------------------------------------------------------
 
@@ -190,18 +347,26 @@ class BookQL:
         """Every batch once: after a failure the stream restarts after the last batch seen.
 
         Only failures in a row count towards ``retries``: a stream that keeps making
-        progress keeps going. Client errors (a bad token, a bad batch size) raise at once.
+        progress keeps going. An access token that expired meanwhile is renewed and the
+        stream resumed (once per attempt); other client errors (a bad token, a bad batch
+        size) raise at once.
         """
         after: str | None = None
         failures = 0
+        renewed = False
         while True:
+            used = self._current_token()
             try:
-                for batch in self._subscribe(batch_size, after):
+                for batch in self._subscribe(batch_size, after, used):
                     after = batch["cursor"]
-                    failures = 0
+                    failures, renewed = 0, False
                     yield batch
                 return
             except BookQLError as error:
+                if error.token_expired and self._refresh is not None and not renewed:
+                    self._renewed(used)
+                    renewed = True
+                    continue
                 if not error.retryable:
                     raise
                 problem: Exception = error
@@ -216,10 +381,12 @@ class BookQL:
                 ) from problem
             time.sleep(self.retry_delay * 2 ** (failures - 1))
 
-    def _subscribe(self, batch_size: int, after: str | None) -> Iterator[dict[str, Any]]:
+    def _subscribe(
+        self, batch_size: int, after: str | None, token: str | None
+    ) -> Iterator[dict[str, Any]]:
         """One connection's batches; raises _Incomplete if it ends before ``complete``."""
         body = {"query": TRAINING_DATA, "variables": {"n": batch_size, "a": after}}
-        headers = self._headers("text/event-stream")
+        headers = self._headers("text/event-stream", token)
         with self._http.stream("POST", "/graphql", json=body, headers=headers) as response:
             media_type = response.headers.get("content-type", "")
             if response.is_error or not media_type.startswith("text/event-stream"):
@@ -245,8 +412,12 @@ class BookQL:
         that replaces ``path`` only when complete: a failed download leaves no half file.
         """
         path = Path(path)
+        self._authorized(lambda token: self._download(path, format, token))
+        return path
+
+    def _download(self, path: Path, format: str, token: str | None) -> None:
         partial = path.with_name(f".{path.name}.partial")
-        headers = self._headers("*/*")
+        headers = self._headers("*/*", token)
         params = {"format": format}
         try:
             with self._http.stream(
@@ -262,7 +433,6 @@ class BookQL:
             partial.unlink(missing_ok=True)
             raise
         partial.replace(path)
-        return path
 
 
 def sse_lines(chunks: Iterable[str]) -> Iterator[str]:

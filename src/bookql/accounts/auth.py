@@ -15,7 +15,7 @@ from collections.abc import Callable
 from bookql.accounts.live import Holder, LiveSessions, Stream
 from bookql.accounts.service import Accounts, Viewer
 from bookql.accounts.tokens import InvalidToken, TokenType
-from bookql.api.errors import Forbidden, Unauthenticated
+from bookql.api.errors import BookQLError, Forbidden, Unauthenticated
 
 
 class RequestAuth:
@@ -44,6 +44,14 @@ class RequestAuth:
         if viewer is not None and self.holder is not None:
             return self.holder.viewer()
         return viewer
+
+    def refusal(self) -> BookQLError | None:
+        """Why the credentials were refused, once checking them has failed; else None."""
+        checked = self._viewer
+        if checked is None or not checked.done() or checked.cancelled():
+            return None
+        failure = checked.exception()
+        return failure if isinstance(failure, BookQLError) else None
 
     async def require_user(self) -> Viewer:
         viewer = await self.viewer()

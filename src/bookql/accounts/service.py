@@ -19,9 +19,16 @@ from bookql.accounts.notices import Notice, NoticeBus
 from bookql.accounts.passwords import Passwords
 from bookql.accounts.tables import Role, refresh_tokens, sessions, users
 from bookql.accounts.throttle import LoginThrottle
-from bookql.accounts.tokens import InvalidToken, IssuedToken, TokenCodec, TokenType
+from bookql.accounts.tokens import (
+    ExpiredToken,
+    InvalidToken,
+    IssuedToken,
+    TokenCodec,
+    TokenType,
+)
 from bookql.accounts.usernames import checked_email, checked_username, normalise_username
 from bookql.api.errors import (
+    AccessTokenExpired,
     BadUserInput,
     Conflict,
     Forbidden,
@@ -311,11 +318,12 @@ class Accounts:
     def _decode(self, token: str, kind: TokenType) -> Any:
         try:
             return self.codec.decode(token, kind)
-        except InvalidToken as exc:
-            expired = "expired" in str(exc).lower()
-            raise Unauthenticated(
-                f"{kind.value} token {'expired' if expired else 'invalid'}"
-            ) from None
+        except ExpiredToken:
+            if kind is TokenType.ACCESS:
+                raise AccessTokenExpired from None
+            raise Unauthenticated(f"{kind.value} token expired: sign in again") from None
+        except InvalidToken:
+            raise Unauthenticated(f"{kind.value} token invalid") from None
 
     def _issue_session(
         self, user: Row[Any], *, now: datetime, family_id: str | None = None

@@ -32,6 +32,11 @@ class InvalidToken(Exception):
     """The token is malformed, forged, expired, of the wrong type or audience."""
 
 
+class ExpiredToken(InvalidToken):
+    """A token this server signed, of the expected type, valid in every way but its age:
+    the one failure a client can mend by itself (refresh), so it is told apart."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     type: TokenType
@@ -95,16 +100,31 @@ class TokenCodec:
 
     def decode(self, token: str, expected: TokenType) -> TokenClaims:
         try:
-            payload = jwt.decode(
+            return self._claims(self._payload(token, check_expiry=True), expected)
+        except jwt.ExpiredSignatureError as exc:
+            expired = str(exc)
+        # The signature is checked before the expiry, so this server signed it; "expired" is
+        # the answer only if every other check (audience, issuer, type, claims) passes too.
+        self._claims(self._payload(token, check_expiry=False), expected)
+        raise ExpiredToken(expired)
+
+    def _payload(self, token: str, *, check_expiry: bool) -> dict[str, Any]:
+        try:
+            payload: dict[str, Any] = jwt.decode(
                 token,
                 self._key,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
-                options={"require": REQUIRED_CLAIMS},
+                options={"require": REQUIRED_CLAIMS, "verify_exp": check_expiry},
             )
+        except jwt.ExpiredSignatureError:
+            raise
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from None
+        return payload
+
+    def _claims(self, payload: dict[str, Any], expected: TokenType) -> TokenClaims:
         if payload.get("typ") != expected.value:
             raise InvalidToken(f"this is not an {expected.value} token")
         try:

@@ -39,6 +39,12 @@ class ErrorCode(StrEnum):
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
+class ErrorReason(StrEnum):
+    """``extensions.reason``: why, where a client can act on it beyond the code."""
+
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 (a name): refresh, then send it again
+
+
 class BookQLError(Exception):
     """An expected failure, reported to the client with its code and message."""
 
@@ -56,6 +62,16 @@ class BadUserInput(BookQLError):
 
 class Unauthenticated(BookQLError):
     code = ErrorCode.UNAUTHENTICATED
+
+
+class AccessTokenExpired(Unauthenticated):
+    """The access token was good and is now too old: the one refusal a client mends itself."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "access token expired: refresh it, or sign in again",
+            reason=ErrorReason.TOKEN_EXPIRED.value,
+        )
 
 
 class Forbidden(BookQLError):

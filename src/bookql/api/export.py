@@ -72,7 +72,12 @@ class TrainingDataExport:
                 error = raised if isinstance(raised, BookQLError) else dependency_error(raised)
                 if error is None:
                     raise
-                response = error_response(STATUS.get(error.code, 400), error.message, error.code)
+                response = error_response(
+                    STATUS.get(error.code, 400),
+                    error.message,
+                    error.code,
+                    extensions=error.extensions,
+                )
         try:
             await response(scope, receive, send)
         except SessionEnded:  # mid-file: no end of body, so the client knows it is cut short

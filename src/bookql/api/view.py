@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import suppress
 from typing import Any, cast
 
@@ -29,6 +30,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.async_base_view import AsyncWebSocketAdapter
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
@@ -90,8 +92,18 @@ def negotiate(accept: str | None) -> str:
     return JSON
 
 
-def error_response(status: int, message: str, code: ErrorCode, **headers: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code.value}}]}
+def error_response(
+    status: int,
+    message: str,
+    code: ErrorCode,
+    *,
+    extensions: Mapping[str, Any] | None = None,
+    **headers: str,
+) -> Response:
+    """A refusal as a GraphQL error body; ``extensions`` adds to the code (e.g. ``reason``)."""
+    body = {
+        "errors": [{"message": message, "extensions": {**(extensions or {}), "code": code.value}}]
+    }
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
@@ -157,12 +169,36 @@ class _HeldSchema:
         return guarded(results, self._context.auth, subscription=subscription)
 
 
+class _NamedRefusal(AsyncWebSocketAdapter):
+    """The socket as Strawberry's handler drives it, except that refused credentials close
+    with 4403 and their ``extensions.reason`` (``TOKEN_EXPIRED``) instead of "Forbidden", so
+    a client can tell a token to refresh from one that will never work."""
+
+    def __init__(self, socket: AsyncWebSocketAdapter, auth: RequestAuth) -> None:
+        super().__init__(socket.view)
+        self._socket = socket
+        self._auth = auth
+
+    def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        return self._socket.iter_json(ignore_parsing_errors=ignore_parsing_errors)
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        await self._socket.send_json(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        refusal = self._auth.refusal()
+        if code == 4403 and refusal is not None:
+            reason = str(refusal.extensions.get("reason", reason))
+        await self._socket.close(code, reason)
+
+
 class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws whose socket closes (4403) the moment its session ends."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.schema = cast(Any, _HeldSchema(self.schema, self.context))
+        self.websocket = _NamedRefusal(self.websocket, self.context.auth)
         self._closing: asyncio.Future[None] | None = None
         if self.context.auth.holder is not None:
             self.context.auth.holder.on_end = self._session_ended
