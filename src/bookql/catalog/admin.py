@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
@@ -248,7 +248,7 @@ def _slug_of(name: str) -> str:
 
 async def _book(conn: AsyncConnection, book_id: int) -> Row[Any]:
     result = await conn.execute(select(*BOOK_COLUMNS).where(books.c.id == book_id))
-    return cast("Row[Any]", result.one())
+    return result.one()
 
 
 async def _locked_book(conn: AsyncConnection, upc: str) -> Row[Any]:

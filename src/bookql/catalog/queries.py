@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -12,38 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookql.catalog.tables import books, categories, descriptions, price_points
 from bookql.db.keyset import Ordering, SortColumn
 
-BOOK_COLUMNS = (
-    books.c.id,
-    books.c.upc,
-    books.c.title,
-    books.c.product_type,
-    books.c.price_excl_tax_pence,
-    books.c.price_incl_tax_pence,
-    books.c.tax_pence,
-    books.c.currency,
-    books.c.availability,
-    books.c.rating,
-    books.c.num_reviews,
-    books.c.image_url,
-    books.c.product_url,
-    books.c.category_id,
-    books.c.first_seen_at,
-    books.c.last_seen_at,
-    books.c.removed_at,
-    books.c.version,
-)
+BOOK_COLUMNS = tuple(books.columns)
+"""A book row holds every column of ``books``: what ``Book.from_row`` reads, whatever is added."""
 
 SITE_ORDER = Ordering("site", (SortColumn(books.c.id),))
 
 
 async def books_by_upcs(conn: AsyncConnection, upcs: Sequence[str]) -> dict[str, Row[Any]]:
     result = await conn.execute(select(*BOOK_COLUMNS).where(books.c.upc.in_(upcs)))
-    return {row.upc: cast("Row[Any]", row) for row in result}
+    return {row.upc: row for row in result}
 
 
 async def books_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Row[Any]]:
     result = await conn.execute(select(*BOOK_COLUMNS).where(books.c.id.in_(ids)))
-    return {row.id: cast("Row[Any]", row) for row in result}
+    return {row.id: row for row in result}
 
 
 async def categories_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Row[Any]]:

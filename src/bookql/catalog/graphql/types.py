@@ -1,4 +1,8 @@
-"""GraphQL types of the catalogue, built from table rows (``BookTable`` -> ``Book``)."""
+"""GraphQL types of the catalogue, built from table rows (``BookTable`` -> ``Book``).
+
+Each stored field is declared once, with its column (``fields.stored``); see
+``docs/adding-a-field.md``. Fields with resolvers read through the DataLoaders.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +23,12 @@ from bookql.api.relay import (
     PageRequest,
     encode_cursor,
     page_info_for,
-    to_global_id,
 )
+from bookql.catalog.graphql.fields import MONEY, POSITIVE, GlobalId, private, row_values, stored
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_from_arguments
 from bookql.catalog.graphql.loaders import HISTORY_CAP
-from bookql.catalog.money import from_pence
+from bookql.catalog.tables import books, categories, price_points
 from bookql.db.keyset import Page
 
 DEFAULT_HISTORY = 10
@@ -32,46 +36,40 @@ DEFAULT_HISTORY = 10
 
 @strawberry.type(description="What a book cost, and how many were in stock, at one time.")
 class PricePoint:
-    observed_at: datetime
-    price: float = strawberry.field(description="Price as shown on the site (incl. tax), GBP.")
-    price_excl_tax: float
-    price_incl_tax: float
-    tax: float
-    availability: int
+    observed_at: datetime = stored(price_points.c.observed_at)
+    price: float = stored(
+        price_points.c.price_incl_tax_pence,
+        MONEY,
+        description="Price as shown on the site (incl. tax), GBP.",
+    )
+    price_excl_tax: float = stored(price_points.c.price_excl_tax_pence, MONEY)
+    price_incl_tax: float = stored(price_points.c.price_incl_tax_pence, MONEY)
+    tax: float = stored(price_points.c.tax_pence, MONEY)
+    availability: int = stored(price_points.c.availability)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> PricePoint:
-        incl = from_pence(row.price_incl_tax_pence)
-        return cls(
-            observed_at=row.observed_at,
-            price=incl,
-            price_excl_tax=from_pence(row.price_excl_tax_pence),
-            price_incl_tax=incl,
-            tax=from_pence(row.tax_pence),
-            availability=row.availability,
-        )
+        return cls(**row_values(cls, row))
 
 
 @strawberry.type(description="A category of the catalogue, as in the site's sidebar.")
 class Category(Node):
-    name: str
-    slug: str = strawberry.field(description="The name, lower case and hyphenated; unique.")
-    version: int = strawberry.field(
+    id: strawberry.ID = stored(categories.c.id, GlobalId("Category"))
+    name: str = stored(categories.c.name)
+    slug: str = stored(
+        categories.c.slug, description="The name, lower case and hyphenated; unique."
+    )
+    version: int = stored(
+        categories.c.version,
         description="Grows whenever the name or slug changes, whoever changes them. Send it"
         " back with an update: if the category changed since you read it, the update is"
-        " refused (CONFLICT). Compare versions, never compute them."
+        " refused (CONFLICT). Compare versions, never compute them.",
     )
-    pk: strawberry.Private[int]
+    pk: strawberry.Private[int] = private(categories.c.id)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Category:
-        return cls(
-            id=strawberry.ID(to_global_id("Category", row.id)),
-            name=row.name,
-            slug=row.slug,
-            version=row.version,
-            pk=row.id,
-        )
+        return cls(**row_values(cls, row))
 
     @strawberry.field(description="How many books (not removed) the category holds.")
     async def book_count(self, info: Info) -> int:
@@ -101,60 +99,44 @@ class Category(Node):
 
 @strawberry.type(description="A book of the catalogue, keyed by its UPC.")
 class Book(Node):
-    upc: str
-    title: str
-    product_type: str
-    price: float = strawberry.field(description="Price as shown on the site (incl. tax), GBP.")
-    price_excl_tax: float
-    price_incl_tax: float
-    tax: float
-    currency: str
-    availability: int = strawberry.field(description="Copies in stock.")
-    in_stock: bool
-    rating: int = strawberry.field(description="Star rating, 1 to 5.")
-    num_reviews: int
-    image_url: str
-    product_url: str
-    first_seen_at: datetime
-    last_seen_at: datetime
-    removed_at: datetime | None = strawberry.field(
-        description="When the book vanished from the site (or was deleted); null while listed."
+    id: strawberry.ID = stored(books.c.upc, GlobalId("Book"))
+    upc: str = stored(books.c.upc)
+    title: str = stored(books.c.title)
+    product_type: str = stored(books.c.product_type)
+    price: float = stored(
+        books.c.price_incl_tax_pence,
+        MONEY,
+        description="Price as shown on the site (incl. tax), GBP.",
     )
-    version: int = strawberry.field(
+    price_excl_tax: float = stored(books.c.price_excl_tax_pence, MONEY)
+    price_incl_tax: float = stored(books.c.price_incl_tax_pence, MONEY)
+    tax: float = stored(books.c.tax_pence, MONEY)
+    currency: str = stored(books.c.currency)
+    availability: int = stored(books.c.availability, description="Copies in stock.")
+    in_stock: bool = stored(books.c.availability, POSITIVE)
+    rating: int = stored(books.c.rating, description="Star rating, 1 to 5.")
+    num_reviews: int = stored(books.c.num_reviews)
+    image_url: str = stored(books.c.image_url)
+    product_url: str = stored(books.c.product_url)
+    first_seen_at: datetime = stored(books.c.first_seen_at)
+    last_seen_at: datetime = stored(books.c.last_seen_at)
+    removed_at: datetime | None = stored(
+        books.c.removed_at,
+        description="When the book vanished from the site (or was deleted); null while listed.",
+    )
+    version: int = stored(
+        books.c.version,
         description="Grows whenever the book's content (any field but lastSeenAt, description"
         " included) changes, whoever changes it: an administrator, a crawl, an import. Send it"
         " back with an update: if the book changed since you read it, the update is refused"
-        " (CONFLICT). Compare versions, never compute them."
+        " (CONFLICT). Compare versions, never compute them.",
     )
-    pk: strawberry.Private[int]
-    category_pk: strawberry.Private[int]
+    pk: strawberry.Private[int] = private(books.c.id)
+    category_pk: strawberry.Private[int] = private(books.c.category_id)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Book:
-        incl = from_pence(row.price_incl_tax_pence)
-        return cls(
-            id=strawberry.ID(to_global_id("Book", row.upc)),
-            upc=row.upc,
-            title=row.title,
-            product_type=row.product_type,
-            price=incl,
-            price_excl_tax=from_pence(row.price_excl_tax_pence),
-            price_incl_tax=incl,
-            tax=from_pence(row.tax_pence),
-            currency=row.currency,
-            availability=row.availability,
-            in_stock=row.availability > 0,
-            rating=row.rating,
-            num_reviews=row.num_reviews,
-            image_url=row.image_url,
-            product_url=row.product_url,
-            first_seen_at=row.first_seen_at,
-            last_seen_at=row.last_seen_at,
-            removed_at=row.removed_at,
-            version=row.version,
-            pk=row.id,
-            category_pk=row.category_id,
-        )
+        return cls(**row_values(cls, row))
 
     @strawberry.field(description="The product description; null when the page has none.")
     async def description(self, info: Info) -> str | None:

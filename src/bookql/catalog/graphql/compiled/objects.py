@@ -29,51 +29,31 @@ from bookql.catalog.graphql.compiled.listings import (
     category_pages,
     page_request,
 )
-from bookql.catalog.graphql.compiled.values import gbp, global_id, iso, money, positive, timestamp
+from bookql.catalog.graphql.compiled.values import ColumnValue, column_readers
 from bookql.catalog.graphql.loaders import HISTORY_CAP
-from bookql.catalog.tables import books, categories, descriptions
-
-ColumnValue: TypeAlias = Callable[[Columns], Getter]
+from bookql.catalog.graphql.types import Book, Category, PricePoint
+from bookql.catalog.tables import books, categories, descriptions, price_points
 
 BOOK_VALUES: dict[str, ColumnValue] = {
-    "id": lambda c: global_id("Book", c, books.c.upc),
-    "upc": lambda c: c.value(books.c.upc),
-    "title": lambda c: c.value(books.c.title),
-    "productType": lambda c: c.value(books.c.product_type),
-    "price": lambda c: money(c, books.c.price_incl_tax_pence),
-    "priceExclTax": lambda c: money(c, books.c.price_excl_tax_pence),
-    "priceInclTax": lambda c: money(c, books.c.price_incl_tax_pence),
-    "tax": lambda c: money(c, books.c.tax_pence),
-    "currency": lambda c: c.value(books.c.currency),
-    "availability": lambda c: c.value(books.c.availability),
-    "inStock": lambda c: positive(c, books.c.availability),
-    "rating": lambda c: c.value(books.c.rating),
-    "numReviews": lambda c: c.value(books.c.num_reviews),
-    "imageUrl": lambda c: c.value(books.c.image_url),
-    "productUrl": lambda c: c.value(books.c.product_url),
-    "firstSeenAt": lambda c: timestamp(c, books.c.first_seen_at),
-    "lastSeenAt": lambda c: timestamp(c, books.c.last_seen_at),
-    "removedAt": lambda c: timestamp(c, books.c.removed_at),
-    "version": lambda c: c.value(books.c.version),
+    **column_readers(Book),
+    # a resolver (its DataLoader) on the standard path; here the description is joined in
     "description": lambda c: c.value(descriptions.c.description),
 }
 
-CATEGORY_VALUES: dict[str, ColumnValue] = {
-    "id": lambda c: global_id("Category", c, categories.c.id),
-    "name": lambda c: c.value(categories.c.name),
-    "slug": lambda c: c.value(categories.c.slug),
-    "version": lambda c: c.value(categories.c.version),
-}
+CATEGORY_VALUES: dict[str, ColumnValue] = column_readers(Category)
 
-PRICE_POINT_VALUES: dict[str, Getter] = {
-    "observedAt": lambda point: iso(point.observed_at),
-    "price": lambda point: gbp(point.price_incl_tax_pence),
-    "priceExclTax": lambda point: gbp(point.price_excl_tax_pence),
-    "priceInclTax": lambda point: gbp(point.price_incl_tax_pence),
-    "tax": lambda point: gbp(point.tax_pence),
-    "availability": attrgetter("availability"),
-    "__typename": typename("PricePoint"),
-}
+
+def _price_point_values() -> dict[str, Getter]:
+    """``PricePoint``'s readers over the rows of ``queries.price_history_by_book_ids``:
+    every column of ``price_points`` in table order (then the rank)."""
+    columns = Columns()
+    for column in price_points.columns:
+        columns.position(column)
+    values = {name: read(columns) for name, read in column_readers(PricePoint).items()}
+    return {**values, "__typename": typename("PricePoint")}
+
+
+PRICE_POINT_VALUES = _price_point_values()
 
 PAGE_INFO_VALUES: dict[str, Getter] = {
     "hasNextPage": attrgetter("has_next_page"),

@@ -1,19 +1,20 @@
 """Catalogue values as the API shows them, read from row positions without building objects.
 
-Each matches what the standard types compute (``Book.from_row``, ``PricePoint.from_row``,
-the ``DateTime`` scalar), so both paths print the same JSON.
+The readers of stored fields follow from their declarations (``fields.stored``): each shows
+what the standard type's ``from_row`` and the scalars' serialisation show, so both paths
+print the same JSON.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from functools import lru_cache
-from typing import Any
+from collections.abc import Callable
+from typing import TypeAlias
 
-from sqlalchemy import ColumnElement
+from bookql.api.compiled.rows import At, Columns, Getter
+from bookql.catalog.graphql.fields import Stored, stored_fields
 
-from bookql.api.compiled.rows import Columns, Getter
-from bookql.api.relay import to_global_id
+ColumnValue: TypeAlias = Callable[[Columns], Getter]
+"""A field's reader: positions its column in a statement, returns its getter over rows."""
 
 
 def gbp(pence: int) -> float:
@@ -22,30 +23,15 @@ def gbp(pence: int) -> float:
     return pence / 100
 
 
-def iso(value: datetime | None) -> str | None:
-    """The ``DateTime`` scalar's serialisation (``isoformat``), null kept null."""
-    return None if value is None else value.isoformat()
+def column_reader(declared: Stored) -> ColumnValue:
+    def read(columns: Columns) -> Getter:
+        index = columns.position(declared.column)
+        getter = declared.shown.getter(index)
+        return At(index) if getter is None else getter
+
+    return read
 
 
-def money(columns: Columns, column: ColumnElement[int]) -> Getter:
-    index = columns.position(column)
-    return lambda row: row[index] / 100
-
-
-def timestamp(columns: Columns, column: ColumnElement[Any]) -> Getter:
-    index = columns.position(column)
-    return lambda row: iso(row[index])
-
-
-_global_ids = lru_cache(maxsize=16_384)(to_global_id)
-"""Ids are base64 of the type and key: worth remembering across requests for a catalogue."""
-
-
-def global_id(type_name: str, columns: Columns, column: ColumnElement[Any]) -> Getter:
-    index = columns.position(column)
-    return lambda row: _global_ids(type_name, row[index])
-
-
-def positive(columns: Columns, column: ColumnElement[int]) -> Getter:
-    index = columns.position(column)
-    return lambda row: row[index] > 0
+def column_readers(cls: type) -> dict[str, ColumnValue]:
+    """The reader of every stored field of a Strawberry type, by GraphQL name."""
+    return {name: column_reader(declared) for name, declared in stored_fields(cls).items()}
