@@ -158,7 +158,10 @@ def test_stored_fields_are_nullable_where_their_columns_are(cls: type) -> None:
     for name, field in declared.items():
         graphql_field = object_type.fields[name]
         if field.column.nullable:
-            assert not is_non_null_type(graphql_field.type), f"{cls.__name__}.{name}"
+            assert not is_non_null_type(graphql_field.type), (
+                f"{cls.__name__}.{name} reads the nullable column {field.column} but is "
+                "declared non-null: annotate it `... | None`"
+            )
 
 
 def test_book_rows_hold_every_column_a_book_reads() -> None:
