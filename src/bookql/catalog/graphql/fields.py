@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
+from operator import attrgetter
 from typing import Any, TypeAlias
 
 import strawberry
@@ -149,19 +150,42 @@ def private(column: Column[Any]) -> Any:
     return dataclasses.field(metadata={STORED: Stored(column, AS_STORED)})
 
 
+@dataclass(frozen=True)
+class _RowReader:
+    """How ``cls`` is built from a row: its column-backed attributes, the row attributes
+    they read (all at once), and each one's conversion (None: as stored)."""
+
+    names: tuple[str, ...]
+    read: Callable[[Row[Any]], tuple[Any, ...]]
+    converts: tuple[Callable[[Any], Any] | None, ...]
+
+
 @cache
-def _declared(cls: type) -> tuple[tuple[str, str, Shown], ...]:
-    """(attribute, row attribute, how shown) of every column-backed attribute of ``cls``."""
-    return tuple(
-        (field.name, declared.column.key, declared.shown)
+def _row_reader(cls: type) -> _RowReader:
+    declared = [
+        (field.name, field.metadata[STORED])
         for field in dataclasses.fields(cls)
-        if (declared := field.metadata.get(STORED)) is not None
-    )
+        if STORED in field.metadata
+    ]
+    keys = [stored_as.column.key for _, stored_as in declared]
+    # ``attrgetter`` of several names gives a tuple: one call in C for the whole row.
+    read = attrgetter(*keys) if len(keys) > 1 else lambda row: (getattr(row, keys[0]),)
+    converts = [
+        None if type(stored_as.shown).value is Shown.value else stored_as.shown.value
+        for _, stored_as in declared
+    ]
+    return _RowReader(tuple(name for name, _ in declared), read, tuple(converts))
 
 
 def row_values(cls: type, row: Row[Any]) -> dict[str, Any]:
     """The keyword arguments of ``cls`` built from a row holding its columns."""
-    return {name: shown.value(getattr(row, key)) for name, key, shown in _declared(cls)}
+    reader = _row_reader(cls)
+    return {
+        name: value if convert is None else convert(value)
+        for name, value, convert in zip(
+            reader.names, reader.read(row), reader.converts, strict=True
+        )
+    }
 
 
 def stored_fields(cls: type) -> dict[str, Stored]:
