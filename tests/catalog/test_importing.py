@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, bindparam, text
 
 from bookql.catalog import importing
 from bookql.catalog.import_lines import BadLine, record_from_line
@@ -25,7 +25,7 @@ from bookql.catalog.snapshot import load_snapshot, read_snapshot_rows
 from bookql.catalog.store import mark_unseen_removed, upsert_books
 from bookql.db.engine import async_write_transaction, create_async_db_engine, create_sync_engine
 from bookql.db.migrate import upgrade
-from bookql.db.types import utcnow
+from bookql.db.types import UTCDateTime, utcnow
 from bookql.ml.dataset import refresh_features
 from tests.conftest import ScratchDatabase
 
@@ -422,3 +422,25 @@ def test_the_command_reads_stdin_and_reports(tmp_path: Path) -> None:
         done.stdout.decode().strip() == "inserted 30, updated 0, unchanged 0, 1 bad lines skipped"
     )
     assert done.stderr.decode().strip() == "line 3: `price` and `price_incl_tax` disagree"
+
+
+def test_books_stored_before_sources_are_the_crawlers(blank_db: ScratchDatabase) -> None:
+    """Migration 0011: crawled, seeded or admin-created books keep being retired by crawls."""
+    engine = create_sync_engine(blank_db.settings())
+    upgrade(engine, "0010")
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO categories (id, name, slug) VALUES (1, 'Poetry', 'poetry')"))
+        conn.execute(
+            text(
+                "INSERT INTO books (upc, title, product_type, price_excl_tax_pence,"
+                " price_incl_tax_pence, tax_pence, currency, availability, rating, num_reviews,"
+                " image_url, product_url, category_id, first_seen_at, last_seen_at)"
+                " VALUES ('old', 'Old', 'Books', 100, 100, 0, 'GBP', 1, 3, 0, '', '', 1,"
+                " :now, :now)"
+            ).bindparams(bindparam("now", type_=UTCDateTime())),
+            {"now": now},
+        )
+    upgrade(engine)
+    assert sources(engine) == {"old": "crawl"}
+    engine.dispose()

@@ -67,7 +67,13 @@ def _progress_bar(total: int | None) -> Iterator[Progress | None]:
         transient=True,
     ) as bar:
         task = bar.add_task("reading", total=total)
-        yield lambda done: bar.update(task, completed=done)
+
+        def advance(done: int) -> None:
+            # Once every line is read, PostgreSQL applies them all (SQLite the last batch).
+            finished = total is not None and done >= total
+            bar.update(task, completed=done, description="storing" if finished else "reading")
+
+        yield advance
 
 
 def _summary_line(summary: ImportSummary) -> str:
