@@ -76,6 +76,7 @@ _BOOK_COLUMNS = (  # compared with the stored book, as ``upsert_books`` does
     "category_id",
 )
 _PRICED = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availability")
+_FEATURE_INPUTS = ("title", "rating", "availability")  # with the description (migration 0006)
 
 _staging_metadata = MetaData()
 staging = Table(
@@ -101,6 +102,9 @@ staging = Table(
     Column("kind", String(8)),  # new | changed | same | kept (a known book left alone)
     Column("priced", Integer, nullable=False, server_default=text("0")),
     Column("description_changed", Integer, nullable=False, server_default=text("0")),
+    # What the skipped PostgreSQL triggers would have reacted to (see ``_derive_postgres``).
+    Column("content_changed", Integer, nullable=False, server_default=text("0")),
+    Column("inputs_changed", Integer, nullable=False, server_default=text("0")),
     Index("ix_import_staging_upc", "upc"),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
@@ -213,6 +217,9 @@ def _import_postgres(
     try:
         with write_transaction(engine) as conn:
             conn.execute(text("SET LOCAL statement_timeout = 0"))  # a large import takes long
+            # The row triggers stand aside for this transaction (migration 0012): the derived
+            # data is written set-wise by _derive_postgres.
+            conn.execute(text("SET LOCAL bookql.bulk_import = 'on'"))
             staging.create(conn)
             columns = ", ".join(("line", *_RECORD_COLUMNS))
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -296,7 +303,10 @@ def _apply(conn: Connection, options: ImportOptions, summary: ImportSummary) -> 
     summary.superseded += _drop_superseded(conn)
     _resolve_categories(conn, options, summary)
     _classify(conn, options)
-    _write_books(conn, now)
+    bulk = conn.dialect.name == "postgresql"
+    _write_books(conn, now, bulk=bulk)
+    if bulk:
+        _derive_postgres(conn)
     counts = conn.execute(text("SELECT kind, count(*) FROM import_staging GROUP BY kind"))
     summary.add({kind: int(count) for kind, count in counts})
 
@@ -361,6 +371,7 @@ def _classify(conn: Connection, options: ImportOptions) -> None:
     book_changed = " OR ".join(f"b.{name} <> s.{name}" for name in _BOOK_COLUMNS)
     priced = " OR ".join(f"b.{name} <> s.{name}" for name in _PRICED)
     description_changed = f"d.description {distinct} s.description"
+    inputs = " OR ".join(f"b.{name} <> s.{name}" for name in _FEATURE_INPUTS)
     kind = (
         "'kept'"
         if options.existing == "skip"
@@ -370,10 +381,14 @@ def _classify(conn: Connection, options: ImportOptions) -> None:
     conn.execute(
         text(
             f"UPDATE import_staging SET book_id = known.id, kind = known.kind,"  # noqa: S608
-            f" priced = known.priced, description_changed = known.description_changed"
+            f" priced = known.priced, description_changed = known.description_changed,"
+            f" content_changed = known.content_changed, inputs_changed = known.inputs_changed"
             f" FROM (SELECT s.line, b.id, {kind} AS kind,"
             f" CASE WHEN {priced} THEN 1 ELSE 0 END AS priced,"
-            f" CASE WHEN {description_changed} THEN 1 ELSE 0 END AS description_changed"
+            f" CASE WHEN {description_changed} THEN 1 ELSE 0 END AS description_changed,"
+            f" CASE WHEN {book_changed} OR b.removed_at IS NOT NULL THEN 1 ELSE 0 END"
+            f" AS content_changed,"
+            f" CASE WHEN {inputs} OR {description_changed} THEN 1 ELSE 0 END AS inputs_changed"
             f" FROM import_staging s JOIN books b ON b.upc = s.upc"
             f" LEFT JOIN book_descriptions d ON d.book_id = b.id) known"
             f" WHERE import_staging.line = known.line"
@@ -382,14 +397,26 @@ def _classify(conn: Connection, options: ImportOptions) -> None:
     conn.execute(text("UPDATE import_staging SET kind = 'new' WHERE book_id IS NULL"))
 
 
-def _write_books(conn: Connection, now: datetime) -> None:
+def _write_books(conn: Connection, now: datetime, *, bulk: bool) -> None:
+    """The books, descriptions and price points; with ``bulk`` (the triggers standing aside),
+    the row versions too: 1 for a new book, 2 with its description; one more for a changed
+    book's content and one more for its changed description, as migration 0009 counts."""
     stamp = bindparam("now", type_=UTCDateTime())
     source = bindparam("source", IMPORT, type_=String())
     book_columns = ", ".join(_BOOK_COLUMNS)
+    new_version, next_version = (
+        (
+            ", CASE WHEN description IS NULL THEN 1 ELSE 2 END",
+            ", version = books.version + s.content_changed + s.description_changed",
+        )
+        if bulk
+        else ("", "")
+    )
     conn.execute(
         text(
-            f"INSERT INTO books (upc, {book_columns}, first_seen_at, last_seen_at, source)"  # noqa: S608
-            f" SELECT upc, {book_columns}, :now, :now, :source FROM import_staging"
+            f"INSERT INTO books (upc, {book_columns}, first_seen_at, last_seen_at, source"  # noqa: S608
+            f"{', version' if bulk else ''})"
+            f" SELECT upc, {book_columns}, :now, :now, :source{new_version} FROM import_staging"
             " WHERE kind = 'new' ORDER BY line"
         ).bindparams(stamp, source),
         {"now": now},
@@ -404,7 +431,7 @@ def _write_books(conn: Connection, now: datetime) -> None:
     conn.execute(
         text(
             f"UPDATE books SET {assignments}, last_seen_at = :now, removed_at = NULL,"  # noqa: S608
-            " source = :source FROM import_staging s"
+            f" source = :source{next_version} FROM import_staging s"
             " WHERE books.id = s.book_id AND s.kind = 'changed'"
         ).bindparams(stamp, source),
         {"now": now},
@@ -438,4 +465,36 @@ def _write_books(conn: Connection, now: datetime) -> None:
             " WHERE kind = 'new' OR (kind = 'changed' AND priced = 1) ORDER BY line"
         ).bindparams(stamp),
         {"now": now},
+    )
+
+
+def _derive_postgres(conn: Connection) -> None:
+    """What the triggers of 0003, 0006 and 0007 do row by row, for every staged book at once.
+
+    The search document is ``bookql_index_book``'s (0003), computed once per book instead of
+    once for its row and again for its description.
+    """
+    conn.execute(
+        text(
+            "INSERT INTO book_search (book_id, document)"
+            " SELECT b.id, setweight(to_tsvector('english', b.title), 'A')"
+            " || setweight(to_tsvector('english', coalesce(d.description, '')), 'B')"
+            " FROM import_staging s JOIN books b ON b.id = s.book_id"
+            " LEFT JOIN book_descriptions d ON d.book_id = b.id"
+            " WHERE s.kind IN ('new', 'changed')"
+            " ON CONFLICT (book_id) DO UPDATE SET document = excluded.document"
+        )
+    )
+    conn.execute(
+        text(
+            "DELETE FROM book_features WHERE book_id IN (SELECT book_id FROM import_staging"
+            " WHERE kind = 'changed' AND inputs_changed = 1)"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO book_features_pending (book_id) SELECT book_id FROM import_staging"
+            " WHERE kind = 'new' OR (kind = 'changed' AND inputs_changed = 1)"
+            " ON CONFLICT DO NOTHING"
+        )
     )
