@@ -23,7 +23,12 @@ from bookql.catalog.importing import ImportFailed, ImportOptions, import_catalog
 from bookql.catalog.records import BookRecord
 from bookql.catalog.snapshot import load_snapshot, read_snapshot_rows
 from bookql.catalog.store import mark_unseen_removed, upsert_books
-from bookql.db.engine import async_write_transaction, create_async_db_engine, create_sync_engine
+from bookql.db.engine import (
+    async_write_transaction,
+    create_async_db_engine,
+    create_sync_engine,
+    write_transaction,
+)
 from bookql.db.migrate import upgrade
 from bookql.db.types import UTCDateTime, utcnow
 from bookql.ml.dataset import refresh_features
@@ -444,3 +449,27 @@ def test_books_stored_before_sources_are_the_crawlers(blank_db: ScratchDatabase)
     upgrade(engine)
     assert sources(engine) == {"old": "crawl"}
     engine.dispose()
+
+
+def test_sqlite_lets_other_writers_in_between_batches(empty_db: ScratchDatabase) -> None:
+    """The write lock is held per batch only: a writer with a short wait gets in meanwhile."""
+    if empty_db.backend != "sqlite":
+        pytest.skip("PostgreSQL imports in one transaction, locking only the books it lists")
+    engine = create_sync_engine(empty_db.settings())
+    other = create_sync_engine(empty_db.settings(db_pool_timeout=0.2))
+    written = []
+
+    def lines_with_a_writer_in_between() -> Iterator[tuple[int, BookRecord | BadLine]]:
+        for number, item in read_lines(io.BytesIO(jsonl(load_snapshot()[:300]))):
+            if number == 150:  # the first batch is committed, the second is being read
+                with write_transaction(other) as conn:
+                    conn.execute(text("INSERT INTO categories (name, slug) VALUES ('X', 'x')"))
+                written.append(number)
+            yield number, item
+
+    summary = import_catalog(
+        engine, lines_with_a_writer_in_between(), ImportOptions(batch_size=100)
+    )
+    assert (summary.inserted, written) == (300, [150])
+    engine.dispose()
+    other.dispose()

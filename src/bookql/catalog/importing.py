@@ -222,12 +222,14 @@ def _import_postgres(
             conn.execute(text("SET LOCAL bookql.bulk_import = 'on'"))
             staging.create(conn)
             columns = ", ".join(("line", *_RECORD_COLUMNS))
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            with cursor.copy(f"COPY import_staging ({columns}) FROM STDIN") as copy:
+            raw = conn.connection.driver_connection
+            with (
+                raw.cursor() as cursor,  # type: ignore[union-attr]
+                cursor.copy(f"COPY import_staging ({columns}) FROM STDIN") as copy,
+            ):
                 for number, record in _good_lines(lines, options, summary):
                     copy.write_row(_row(number, record))
                     last = number
-            cursor.close()
             conn.execute(text("ANALYZE import_staging"))
             _apply(conn, options, summary)
     except _Stop as stop:
@@ -248,12 +250,10 @@ def _import_sqlite(
     def commit() -> None:
         rows = [dict(zip(("line", *_RECORD_COLUMNS), _row(n, r), strict=True)) for n, r in batch]
         with write_transaction(engine) as conn:
-            staging.create(conn)
+            staging.create(conn)  # a failure rolls its creation back with the rest
             conn.execute(staging.insert(), rows)
-            try:
-                _apply(conn, options, summary)
-            finally:
-                staging.drop(conn)
+            _apply(conn, options, summary)
+            staging.drop(conn)
         summary.committed_through = batch[-1][0]
         batch.clear()
 
