@@ -473,3 +473,26 @@ def test_sqlite_lets_other_writers_in_between_batches(empty_db: ScratchDatabase)
     assert (summary.inserted, written) == (300, [150])
     engine.dispose()
     other.dispose()
+
+
+def test_the_triggers_work_again_after_an_import(engine: Engine) -> None:
+    """PostgreSQL's bulk setting is the import transaction's only, not its pooled connection's."""
+    record = load_snapshot()[0]
+    run_import(engine, jsonl([record]))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM book_features_pending"))  # as if the export ran
+        conn.execute(
+            text("UPDATE books SET title = 'Zanzibar Quokka' WHERE upc = :upc"), {"upc": record.upc}
+        )
+        version = conn.scalar(
+            text("SELECT version FROM books WHERE upc = :upc"), {"upc": record.upc}
+        )
+        pending = conn.scalar(text("SELECT count(*) FROM book_features_pending"))
+    assert (version, pending) == (3, 1)
+    search = {
+        "sqlite": "SELECT count(*) FROM books_fts WHERE books_fts MATCH 'quokka'",
+        "postgresql": "SELECT count(*) FROM book_search"
+        " WHERE document @@ to_tsquery('english', 'quokka')",
+    }[engine.dialect.name]
+    with engine.connect() as conn:
+        assert conn.scalar(text(search)) == 1
