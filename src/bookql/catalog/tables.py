@@ -21,7 +21,6 @@ from bookql.db.base import metadata, table_of
 from bookql.db.types import UTCDateTime
 
 __all__ = [
-    "BOOK_SOURCES",
     "CRAWL",
     "IMPORT",
     "BookDescriptionTable",
@@ -38,7 +37,6 @@ __all__ = [
 
 CRAWL = "crawl"  # crawled, or seeded from the bundled snapshot (which is the crawled site)
 IMPORT = "import"  # loaded by `bookql import`
-BOOK_SOURCES = (CRAWL, IMPORT)
 
 TITLE_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 
