@@ -7,8 +7,11 @@ import asyncio
 import dataclasses
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -405,8 +408,6 @@ def test_the_command_reads_stdin_and_reports(tmp_path: Path) -> None:
     env = {"BOOKQL_DATA_DIR": str(tmp_path)}
 
     def bookql(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-        import os
-
         return subprocess.run(
             [sys.executable, "-m", "bookql", *args],
             input=stdin,
@@ -496,3 +497,36 @@ def test_the_triggers_work_again_after_an_import(engine: Engine) -> None:
     }[engine.dialect.name]
     with engine.connect() as conn:
         assert conn.scalar(text(search)) == 1
+
+
+def test_a_killed_sqlite_import_keeps_whole_batches_and_reruns_to_the_end(
+    empty_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    if empty_db.backend != "sqlite":
+        pytest.skip("PostgreSQL imports in one transaction")
+    books = [
+        dataclasses.replace(record, upc=f"{record.upc}-{copy}")
+        for copy in range(4)
+        for record in load_snapshot()
+    ]
+    path = tmp_path / "books.jsonl"
+    path.write_bytes(jsonl(books))
+    env = {**os.environ, "BOOKQL_DATABASE_URL": empty_db.url, "BOOKQL_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "bookql", "import", str(path), "--batch-size", "100"]
+    engine = create_sync_engine(empty_db.settings())
+    running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while count_books(engine) < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    running.send_signal(signal.SIGKILL)
+    running.communicate()
+    stored = count_books(engine)
+    assert 0 < stored < len(books)
+    assert stored % 100 == 0  # whole batches only
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip().startswith(
+        f"inserted {len(books) - stored}, updated 0, unchanged {stored}"
+    )
+    assert count_books(engine) == len(books)
+    engine.dispose()
