@@ -29,7 +29,8 @@ from tests.test_catalog_admin import (
     create,
 )
 
-NOT_CONTENT = {"id", "last_seen_at", "version"}  # a re-crawl's sighting is no edit
+# A re-crawl's sighting is no edit, nor is a change of owner (crawl or import).
+NOT_CONTENT = {"id", "last_seen_at", "version", "source"}
 VERSIONED_BOOK = "id version title price priceHistory { price } description removedAt"
 UPDATE = f"""mutation($input: UpdateBookInput!) {{
     updateBook(input: $input) {{ book {{ {VERSIONED_BOOK} }} }} }}"""

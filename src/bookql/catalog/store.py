@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookql.catalog.records import BookRecord
 from bookql.catalog.slugs import slugify
-from bookql.catalog.tables import books, categories, descriptions, price_points
+from bookql.catalog.tables import CRAWL, books, categories, descriptions, price_points
 from bookql.db.types import utcnow
 from bookql.db.upsert import insert_for
 
@@ -61,6 +61,7 @@ def _book_values(record: BookRecord, category_id: int, now: datetime) -> dict[st
         "category_id": category_id,
         "first_seen_at": now,
         "last_seen_at": now,
+        "source": CRAWL,  # the snapshot is the crawled site: seeded books are the crawler's too
     }
 
 
@@ -153,8 +154,9 @@ async def upsert_books(
 ) -> UpsertCounts:
     """Store what a crawl saw, keyed by UPC, in one ``INSERT … ON CONFLICT`` per batch.
 
-    Every book seen gets ``last_seen_at`` now (and loses ``removed_at``: it is back); a
-    changed price or stock adds a price point; ``first_seen_at`` never moves. A caller
+    Every book seen gets ``last_seen_at`` now (and loses ``removed_at``: it is back) and
+    becomes the crawler's (an imported book the site lists is kept fresh, and retired, by the
+    crawl); a changed price or stock adds a price point; ``first_seen_at`` never moves. A caller
     storing many batches passes ``category_ids`` to keep the category ids it has learnt.
     """
     if not records:
@@ -189,7 +191,7 @@ async def upsert_books(
         if any(getattr(old, name) != row[name] for name in _PRICED):
             priced_upcs.append(row["upc"])
     statement = insert_for(conn, books).values(values)
-    refreshed = {name: statement.excluded[name] for name in (*_COMPARED, "last_seen_at")}
+    refreshed = {name: statement.excluded[name] for name in (*_COMPARED, "last_seen_at", "source")}
     statement = statement.on_conflict_do_update(
         index_elements=["upc"], set_={**refreshed, "removed_at": None}
     ).returning(books.c.id, books.c.upc)
@@ -232,10 +234,17 @@ async def _store_descriptions(
 
 
 async def mark_unseen_removed(conn: AsyncConnection, seen_since: datetime, now: datetime) -> int:
-    """After a complete crawl: books it did not see have vanished from the site."""
+    """After a complete crawl: the crawler's books it did not see have vanished from the site.
+
+    Imported books are not the site's: a crawl never retires them.
+    """
     result = await conn.execute(
         update(books)
-        .where(books.c.last_seen_at < seen_since, books.c.removed_at.is_(None))
+        .where(
+            books.c.last_seen_at < seen_since,
+            books.c.removed_at.is_(None),
+            books.c.source == CRAWL,
+        )
         .values(removed_at=now)
     )
     return int(result.rowcount or 0)

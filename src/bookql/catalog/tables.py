@@ -21,6 +21,8 @@ from bookql.db.base import metadata, table_of
 from bookql.db.types import UTCDateTime
 
 __all__ = [
+    "CRAWL",
+    "IMPORT",
     "BookDescriptionTable",
     "BookTable",
     "CategoryTable",
@@ -32,6 +34,9 @@ __all__ = [
     "price_points",
 ]
 
+
+CRAWL = "crawl"  # crawled, or seeded from the bundled snapshot (which is the crawled site)
+IMPORT = "import"  # loaded by `bookql import`
 
 TITLE_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 
@@ -88,6 +93,11 @@ class BookTable(SQLModel, table=True):
     first_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     last_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     removed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # Who owns the book: only ``crawl`` books are retired by a crawl that no longer sees them.
+    source: str = Field(
+        default=CRAWL,
+        sa_column=Column(String(16), nullable=False, server_default=text(f"'{CRAWL}'")),
+    )
     version: int = Field(default=1, sa_column=_version_column())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from bookql.cli import database, export, jobs, models, serve, users
+from bookql.cli import database, export, importing, jobs, models, serve, users
 
 app = typer.Typer(
     name="bookql",
@@ -18,6 +18,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-GROUPS = (serve, database, users, models, export, jobs)
+GROUPS = (serve, database, importing, users, models, export, jobs)
 for group in GROUPS:
     group.register(app)
