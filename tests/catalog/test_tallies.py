@@ -11,16 +11,19 @@ migration's backfill are checked the same way.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bookql.catalog.listing import BookListing
 from bookql.catalog.tables import books, categories
+from bookql.catalog.tallies import TallyFilter
 from bookql.db.engine import create_sync_engine
 from bookql.db.migrate import upgrade
 from tests.catalog.tallies_recount import TALLIES, assert_tallies_match, stored
@@ -34,6 +37,14 @@ CATEGORIES = ("Poetry", "Travel", "Mystery")
 UPCS = [f"upc-{n:02d}" for n in range(12)]  # few, so upserts and collisions are common
 
 Write = tuple[Any, ...]
+
+
+def _ordered(pair: list[int | None]) -> tuple[int | None, int | None]:
+    """Two optional bounds, low first when both are given."""
+    low, high = pair
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    return low, high
 
 
 @pytest.fixture
@@ -67,6 +78,13 @@ changes = st.fixed_dictionaries(
     },
 )
 upc = st.sampled_from(UPCS)
+_bound = st.one_of(st.none(), st.sampled_from([0, 999, 1000, 5177]), st.integers(0, 2**31 - 1))
+tally_filters = st.builds(
+    lambda category, prices, ratings: TallyFilter(category, *prices, *ratings),
+    st.one_of(st.none(), st.integers(0, len(CATEGORIES) - 1)),
+    st.lists(_bound, min_size=2, max_size=2).map(_ordered),
+    st.lists(st.one_of(st.none(), st.integers(1, 5)), min_size=2, max_size=2).map(_ordered),
+)
 writes: st.SearchStrategy[Write] = st.one_of(
     st.tuples(st.just("insert"), st.dictionaries(upc, book_values, min_size=1, max_size=5)),
     st.tuples(st.just("upsert"), st.dictionaries(upc, book_values, min_size=1, max_size=5)),
@@ -145,8 +163,41 @@ def apply(conn: Connection, write: Write) -> None:
         conn.execute(delete(books).where(books.c.category_id == category))
 
 
-def check_writes(engine: Engine, sequence: list[Write]) -> None:
-    """From an empty catalogue, ``sequence`` (each write its own transaction), then a recount."""
+def check_counts(conn: Connection, bounds: list[TallyFilter]) -> None:
+    """Counts from the tallies equal counts of the rows, and read no book."""
+    ids = list(conn.execute(select(categories.c.id)).scalars())
+    for tally in bounds:
+        filtered = BookListing(
+            category_id=None if tally.category_id is None else ids[tally.category_id],
+            price_min_pence=tally.price_min_pence,
+            price_max_pence=tally.price_max_pence,
+            rating_min=tally.rating_min,
+            rating_max=tally.rating_max,
+        )
+        counted = filtered.tally_filter()
+        assert counted is not None
+        statement = counted.count_statement()
+        assert books not in statement.get_final_froms()
+        rows = select(func.count()).select_from(books).where(*filtered.where())
+        assert conn.execute(statement).scalar_one() == conn.execute(rows).scalar_one()
+        per_category = replace(filtered, category_id=None)
+        grouped = (
+            select(books.c.category_id, func.count())
+            .where(*per_category.where())
+            .group_by(books.c.category_id)
+        )
+        expected = {int(c): int(n) for c, n in conn.execute(grouped)}
+        tallied = per_category.tally_filter()
+        assert tallied is not None
+        found = conn.execute(tallied.by_category_statement(ids))
+        assert {int(c): int(n) for c, n in found if n} == expected
+
+
+def check_writes(
+    engine: Engine, sequence: list[Write], bounds: list[TallyFilter] | None = None
+) -> None:
+    """From an empty catalogue, ``sequence`` (each write its own transaction), then a recount
+    of the tallies and of the counts of ``bounds``."""
     with engine.begin() as conn:
         conn.execute(delete(books))
         assert all(not stored(conn, table) for table in TALLIES)
@@ -155,13 +206,14 @@ def check_writes(engine: Engine, sequence: list[Write]) -> None:
             apply(conn, write)
     with engine.connect() as conn:
         assert_tallies_match(conn)
+        check_counts(conn, bounds or [])
 
 
 def test_the_tallies_equal_a_recount_after_any_writes(engine: Engine) -> None:
     @property_settings(60)
-    @given(st.lists(writes, max_size=12))
-    def writes_keep_the_tallies(sequence: list[Write]) -> None:
-        check_writes(engine, sequence)
+    @given(st.lists(writes, max_size=12), st.lists(tally_filters, max_size=4))
+    def writes_keep_the_tallies(sequence: list[Write], bounds: list[TallyFilter]) -> None:
+        check_writes(engine, sequence, bounds)
 
     writes_keep_the_tallies()
 
