@@ -152,6 +152,17 @@ class ListingPlan:
         statement = select(func.count()).select_from(self.source).where(*self.where)
         return int((await conn.execute(statement)).scalar_one())
 
+    async def count_at_most(self, conn: AsyncConnection, limit: int) -> tuple[int, bool]:
+        """``(min(count, limit), count <= limit)``, reading at most ``limit + 1`` books."""
+        if self.tally is not None:
+            count = await self.tally.count(conn)
+        else:
+            matching = select(books.c.id).select_from(self.source).where(*self.where)
+            bounded = matching.limit(limit + 1).subquery()
+            statement = select(func.count()).select_from(bounded)
+            count = int((await conn.execute(statement)).scalar_one())
+        return min(count, limit), count <= limit
+
 
 def _contains(column: ColumnElement[str], text: str) -> ColumnElement[bool]:
     """Case-insensitive substring, with LIKE's wildcards taken literally."""
