@@ -162,10 +162,12 @@ def _postgres_apply() -> str:
         WHERE d.books < 0 AND {match} AND t.books = 0;"""
         )
     body = "\n    ".join(statements)
+    # plpgsql, not sql: its plans are kept for the session, a SQL function's made every call
     return f"""CREATE FUNCTION bookql_apply_tallies(deltas bookql_tally_delta[]) RETURNS void
-    LANGUAGE sql AS $$
+    LANGUAGE plpgsql AS $$
+    BEGIN
     {body}
-    $$"""
+    END $$"""
 
 
 def _delta(row: str, sign: str) -> str:
