@@ -251,6 +251,10 @@ def _arguments(doc: Document, parent: str, name: str, depth: int) -> dict[str, A
         if doc.fault():
             return {"first": draw(st.sampled_from([0, 101]))}
         return {} if doc.chance(2) else {"first": draw(st.integers(1, 3))}
+    if (parent, name) == ("BookConnection", "count"):
+        if doc.fault():
+            return {"limit": draw(st.sampled_from([-1, 100_001]))}
+        return {} if doc.chance(2) else {"limit": draw(st.sampled_from([0, 1, 3, 100_000]))}
     if (parent, name) == ("CatalogueStats", "priceHistogram"):
         if doc.fault():
             return {"bucketWidth": draw(st.sampled_from([0.0, 0.001, 0.01, -5.0]))}

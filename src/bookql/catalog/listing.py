@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookql.api.errors import BadUserInput
 from bookql.catalog.search import Search, build_search, search_words
 from bookql.catalog.tables import books
+from bookql.catalog.tallies import TallyFilter
 from bookql.db.keyset import Ordering, SortColumn
 
 
@@ -115,7 +116,25 @@ class BookListing:
             words = " ".join(search_words(self.search or ""))
             name += ":" + hashlib.sha256(words.encode()).hexdigest()[:12]
         ordering = Ordering(name, (*columns, SortColumn(books.c.id)))
-        return ListingPlan(source=source, where=self.where(), ordering=ordering, search=search)
+        return ListingPlan(
+            source=source,
+            where=self.where(),
+            ordering=ordering,
+            search=search,
+            tally=self.tally_filter(),
+        )
+
+    def tally_filter(self) -> TallyFilter | None:
+        """The listing's bounds, if the tallies can count it: no title, stock or search."""
+        if self.in_stock is not None or self.title_contains or self.search is not None:
+            return None
+        return TallyFilter(
+            category_id=self.category_id,
+            price_min_pence=self.price_min_pence,
+            price_max_pence=self.price_max_pence,
+            rating_min=self.rating_min,
+            rating_max=self.rating_max,
+        )
 
 
 @dataclass(frozen=True)
@@ -124,10 +143,25 @@ class ListingPlan:
     where: list[ColumnElement[bool]]
     ordering: Ordering
     search: Search | None
+    tally: TallyFilter | None = None
 
     async def count(self, conn: AsyncConnection) -> int:
+        """Exact: from the tallies when they can answer, else by counting the rows."""
+        if self.tally is not None:
+            return await self.tally.count(conn)
         statement = select(func.count()).select_from(self.source).where(*self.where)
         return int((await conn.execute(statement)).scalar_one())
+
+    async def count_at_most(self, conn: AsyncConnection, limit: int) -> tuple[int, bool]:
+        """``(min(count, limit), count <= limit)``, reading at most ``limit + 1`` books."""
+        if self.tally is not None:
+            count = await self.tally.count(conn)
+        else:
+            matching = select(books.c.id).select_from(self.source).where(*self.where)
+            bounded = matching.limit(limit + 1).subquery()
+            statement = select(func.count()).select_from(bounded)
+            count = int((await conn.execute(statement)).scalar_one())
+        return min(count, limit), count <= limit
 
 
 def _contains(column: ColumnElement[str], text: str) -> ColumnElement[bool]:

@@ -5,6 +5,7 @@ Alembic and the schema tests read ``metadata`` from here; a new domain adds its 
 
 from bookql.accounts import tables as accounts_tables
 from bookql.catalog import tables as catalog_tables
+from bookql.catalog import tally_tables as catalog_tally_tables
 from bookql.crawls import tables as crawls_tables
 from bookql.db.base import metadata
 from bookql.jobs import tables as jobs_tables
@@ -13,6 +14,7 @@ from bookql.ml import tables as ml_tables
 __all__ = [
     "accounts_tables",
     "catalog_tables",
+    "catalog_tally_tables",
     "crawls_tables",
     "jobs_tables",
     "metadata",

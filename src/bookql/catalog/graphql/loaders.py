@@ -165,7 +165,9 @@ async def counts_by_category(
     conn: AsyncConnection, plan: ListingPlan, category_ids: Sequence[int]
 ) -> dict[int, int]:
     """How many books of a listing (planned without its category) each category holds;
-    categories with none are missing."""
+    categories with none are missing. From the tallies when they can answer."""
+    if plan.tally is not None:
+        return await plan.tally.counts_by_category(conn, category_ids)
     statement = (
         select(books.c.category_id, func.count())
         .select_from(plan.source)

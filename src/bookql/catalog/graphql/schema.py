@@ -96,6 +96,10 @@ class CatalogQuery:
             async with engine.connect() as conn:
                 return await plan.count(conn)
 
+        async def count_at_most(limit: int) -> tuple[int, bool]:
+            async with engine.connect() as conn:
+                return await plan.count_at_most(conn, limit)
+
         return BookConnection(
             edges=[
                 BookEdge(cursor=cursor, node=Book.from_row(row))
@@ -103,6 +107,7 @@ class CatalogQuery:
             ],
             page_info=result.page_info,
             count_total=count_total,
+            count_at_most=count_at_most,
         )
 
     @strawberry.field(

@@ -24,6 +24,13 @@ from bookql.api.relay import (
     encode_cursor,
     page_info_for,
 )
+from bookql.catalog.graphql.counts import (
+    DEFAULT_COUNT_LIMIT,
+    Count,
+    CountAtMost,
+    LimitArgument,
+    bounded_count,
+)
 from bookql.catalog.graphql.fields import MONEY, POSITIVE, GlobalId, private, row_values, stored
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_from_arguments
@@ -94,7 +101,12 @@ class Category(Node):
         async def count_total() -> int:
             return await loaders.category_book_count.load((self.pk, listing))
 
-        return BookConnection.from_page(result, page, count_total)
+        async def count_at_most(limit: int) -> tuple[int, bool]:
+            engine = info.context.engine
+            async with engine.connect() as conn:
+                return await listing.plan(engine.dialect.name).count_at_most(conn, limit)
+
+        return BookConnection.from_page(result, page, count_total, count_at_most)
 
 
 @strawberry.type(description="A book of the catalogue, keyed by its UPC.")
@@ -174,14 +186,26 @@ class BookConnection:
     edges: list[BookEdge]
     page_info: PageInfo
     count_total: strawberry.Private[Callable[[], Awaitable[int]]]
+    count_at_most: strawberry.Private[CountAtMost]
 
     @strawberry.field(description="How many books match, across all pages.")
     async def total_count(self) -> int:
         return await self.count_total()
 
+    @strawberry.field(
+        description="How many books match, reading at most `limit` of them; exact when "
+        "the count is at most the limit, else the limit as a lower bound."
+    )
+    async def count(self, limit: LimitArgument = DEFAULT_COUNT_LIMIT) -> Count:
+        return await bounded_count(self.count_at_most, limit)
+
     @classmethod
     def from_page(
-        cls, result: Page, page: PageRequest, count_total: Callable[[], Awaitable[int]]
+        cls,
+        result: Page,
+        page: PageRequest,
+        count_total: Callable[[], Awaitable[int]],
+        count_at_most: CountAtMost,
     ) -> BookConnection:
         cursors = [encode_cursor(payload) for payload in result.cursor_payloads]
         return cls(
@@ -191,4 +215,5 @@ class BookConnection:
             ],
             page_info=page_info_for(page, result.has_more, cursors),
             count_total=count_total,
+            count_at_most=count_at_most,
         )

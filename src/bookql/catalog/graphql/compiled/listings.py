@@ -7,15 +7,17 @@ are the very ones the standard resolvers use; only the selected columns differ.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from sqlalchemy import FromClause, Row, Select
 
-from bookql.api.compiled.plan import Fallback, Run
+from bookql.api.compiled.plan import Fallback, PlannedField, Run
 from bookql.api.compiled.rows import Columns
 from bookql.api.relay import PageInfo, PageRequest, decode_cursor, encode_cursor, page_info_for
 from bookql.catalog import queries
+from bookql.catalog.graphql.counts import MAX_COUNT_LIMIT
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_of
 from bookql.catalog.graphql.loaders import counts_by_category
@@ -35,7 +37,7 @@ class PageData:
     """One connection page. Its cursors are encoded only when the response shows them (and
     ``pageInfo`` alone needs only the first and the last)."""
 
-    __slots__ = ("_cursors", "has_more", "payload", "request", "rows", "total")
+    __slots__ = ("_cursors", "at_most", "has_more", "payload", "request", "rows", "total")
 
     def __init__(
         self,
@@ -44,12 +46,14 @@ class PageData:
         has_more: bool,
         payload: Callable[[int], str],
         total: Callable[[], int],
+        at_most: Callable[[PlannedField], tuple[int, bool]],
     ) -> None:
         self.rows = rows
         self.request = request
         self.has_more = has_more
         self.payload = payload
         self.total = total
+        self.at_most = at_most  # ``count(limit:)`` of a field: (count capped, exact)
         self._cursors: list[str] | None = None
 
     @property
@@ -65,6 +69,14 @@ class PageData:
         else:
             ends = self.cursors
         return page_info_for(self.request, self.has_more, ends)
+
+
+def count_limit(run: Run, field: PlannedField) -> int:
+    """``count``'s limit; one the resolver refuses goes back to it, for its error."""
+    limit = int(run.arguments(field)["limit"])
+    if not 0 <= limit <= MAX_COUNT_LIMIT:
+        raise Fallback("count limit out of range")
+    return limit
 
 
 def book_source(base: FromClause, columns: Columns) -> FromClause:
@@ -132,8 +144,14 @@ def _after(ordering: Ordering, cursor: str | None) -> list[Any] | None:
     return values
 
 
-def _grouped_page_data(page: PageRequest, result: Page, total: Callable[[], int]) -> PageData:
-    return PageData(result.rows, page, result.has_more, result.cursor_payloads.__getitem__, total)
+def _grouped_page_data(
+    page: PageRequest,
+    result: Page,
+    total: Callable[[], int],
+    at_most: Callable[[PlannedField], tuple[int, bool]],
+) -> PageData:
+    payload = result.cursor_payloads.__getitem__
+    return PageData(result.rows, page, result.has_more, payload, total, at_most)
 
 
 class BooksPages:
@@ -157,7 +175,14 @@ class BooksPages:
         def payload(index: int) -> str:
             return ordering.cursor_payload(tuple(rows[index])[width:])
 
-        return PageData(rows, page, has_more, payload, lambda: run.read(plan.count))
+        return PageData(
+            rows,
+            page,
+            has_more,
+            payload,
+            lambda: run.read(plan.count),
+            lambda field: run.read(plan.count_at_most, count_limit(run, field)),
+        )
 
     def _statement(
         self, dialect: str, listing: BookListing, page: PageRequest
@@ -227,7 +252,16 @@ def category_pages(
             counts = run.read(counts_by_category, plan, sorted(category_ids))
         return counts.get(category_id, 0)
 
+    def at_most(category_id: int, field: PlannedField) -> tuple[int, bool]:
+        own = replace(listing, category_id=category_id).plan(run.dialect)
+        return run.read(own.count_at_most, count_limit(run, field))
+
     return [
-        _grouped_page_data(page, found[category_id], partial(total, category_id))
+        _grouped_page_data(
+            page,
+            found[category_id],
+            partial(total, category_id),
+            partial(at_most, category_id),
+        )
         for category_id in category_ids
     ]

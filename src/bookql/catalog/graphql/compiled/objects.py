@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import islice
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, TypeAlias
 
 from bookql.api.compiled.plan import Fallback, PlannedField, Run, Unsupported, typename
@@ -69,6 +69,19 @@ def _known(values: dict[str, Any], field: PlannedField) -> Any:
     if found is None:
         raise Unsupported(f"{field.parent.name}.{field.name}")
     return found
+
+
+def _bounded_count(field: PlannedField) -> PageGetter:
+    """``count(limit:)`` as the resolver answers it; a limit it refuses goes back to it."""
+    values = {"count": itemgetter(0), "precision": itemgetter(1), "__typename": typename("Count")}
+    fields = [(f.key, _known(values, f)) for f in field.selection("Count")]
+
+    def count(page: PageData, _offset: int, _nodes: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        found, exact = page.at_most(field)
+        source = (found, "EXACT" if exact else "AT_LEAST")
+        return {key: get(source) for key, get in fields}
+
+    return count
 
 
 def book_shape(selection: list[PlannedField], columns: Columns) -> ObjectShape:
@@ -197,6 +210,8 @@ class ConnectionShape:
             return lambda _page, _offset, _nodes: "BookConnection"
         if field.name == "totalCount":
             return lambda page, _offset, _nodes: page.total()
+        if field.name == "count":
+            return _bounded_count(field)
         if field.name == "pageInfo":
             info = [(f.key, _known(PAGE_INFO_VALUES, f)) for f in field.selection("PageInfo")]
             return lambda page, _offset, _nodes: {key: get(page.info) for key, get in info}
