@@ -12,15 +12,13 @@ from typing import Any
 
 from sqlalchemy import FromClause, Row, Select
 
-from bookql.api.compiled.plan import Fallback, Run
-from bookql.api.compiled.rows import Columns
-from bookql.api.relay import PageInfo, PageRequest, decode_cursor, encode_cursor, page_info_for
 from bookql.catalog import queries
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_of
 from bookql.catalog.graphql.loaders import counts_by_category
 from bookql.catalog.listing import BookListing, ListingPlan
 from bookql.catalog.tables import books, categories, descriptions
+from bookql.db.cursors import decode_cursor, encode_cursor
 from bookql.db.keyset import (
     Ordering,
     Page,
@@ -29,6 +27,9 @@ from bookql.db.keyset import (
     page_statement,
     trim_page,
 )
+from bookql.graphql.compiled.plan import Fallback, Run
+from bookql.graphql.compiled.rows import Columns
+from bookql.graphql.relay import PageInfo, PageRequest, page_info_for
 
 
 class PageData:
