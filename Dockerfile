@@ -11,7 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scripts ./scripts
 COPY src ./src
-COPY --from=graphiql /assets/graphiql ./src/bookql/api/static/graphiql
+COPY --from=graphiql /assets/graphiql ./src/bookql/server/static/graphiql
 RUN VENV=/opt/bookql EDITABLE=0 sh scripts/install.sh
 
 FROM python:3.12-slim

@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # `make bench QUICK=1` for smaller sizes; `make bench BENCH="catalog predict"` for some of them.
 bench: $(STAMP)

@@ -61,9 +61,9 @@ from bench.harness import (
     write_results,
 )
 from bench.loadgen import Block, LoadProcess, Request, new_loop
-from bookql.api.app import create_app
 from bookql.core.config import Settings, get_settings
-from bookql.db.prepare import prepare_database
+from bookql.server.app import create_app
+from bookql.server.prepare import prepare_database
 
 UPC = "a897fe39b1053632"
 BOOK_FIELDS = (

@@ -5,7 +5,7 @@
 #   sh scripts/fetch-graphiql.sh [TARGET_DIR]
 set -eu
 
-TARGET="${1:-src/bookql/api/static/graphiql}"
+TARGET="${1:-src/bookql/server/static/graphiql}"
 GRAPHIQL=graphiql@3.8.3
 REACT=react@18.3.1
 REACT_DOM=react-dom@18.3.1

@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bookql.api.app import create_app
 from bookql.catalog.seed import seed_catalog
 from bookql.core.config import Settings
 from bookql.db.engine import create_async_db_engine, create_sync_engine
 from bookql.db.migrate import upgrade
+from bookql.server.app import create_app
 
 for name in [key for key in os.environ if key.startswith("BOOKQL_")]:
     if not name.startswith("BOOKQL_TEST_"):

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from bookql.api.app import create_app
-from bookql.api.compiled.executor import Counts
-from bookql.api.view import GraphQLApp
+from bookql.graphql.compiled.executor import Counts
+from bookql.server.app import create_app
+from bookql.server.view import GraphQLApp
 from tests.conftest import ScratchDatabase
 
 

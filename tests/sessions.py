@@ -16,9 +16,9 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from bookql.api.app import create_app
-from bookql.api.errors import Conflict
+from bookql.core.errors import Conflict
 from bookql.ml.dataset import TrainingData
+from bookql.server.app import create_app
 from tests.conftest import ScratchDatabase
 from tests.test_accounts import LOGIN, PASSWORD, REFRESH, REGISTER, SECRET, make_admin
 

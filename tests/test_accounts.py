@@ -467,7 +467,7 @@ async def test_hashing_runs_off_the_event_loop_and_is_bounded(
 def test_websocket_connection_init_checks_credentials(empty_db: ScratchDatabase) -> None:
     from starlette.testclient import TestClient
 
-    from bookql.api.app import create_app
+    from bookql.server.app import create_app
 
     app = create_app(empty_db.settings(jwt_secret=SECRET))
     with TestClient(app) as http:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from bookql.accounts.setup import build_accounts
 from bookql.accounts.tables import Role, refresh_tokens, users
-from bookql.api.errors import Unauthenticated
+from bookql.core.errors import Unauthenticated
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from tests.conftest import GraphQLClient, ScratchDatabase, app_client, error_codes

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from bookql.accounts.setup import build_accounts
-from bookql.api.schema import build_schema, print_sdl
 from bookql.core.config import Settings
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
 from bookql.db.migrate import head_revision
+from bookql.server.schema import build_schema, print_sdl
 from tests.live import free_port
 from tests.snapshot_truth import snapshot_books
 

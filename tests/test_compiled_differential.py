@@ -20,8 +20,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from bookql.api.relay import to_global_id
-from bookql.api.schema import build_schema
+from bookql.graphql.relay import to_global_id
+from bookql.server.schema import build_schema
 from tests.conftest import ScratchDatabase
 from tests.graphql_queries import Operation, Pools, operations
 from tests.paths import pair

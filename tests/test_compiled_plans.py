@@ -20,15 +20,16 @@ import pytest
 from graphql.execution.values import VariableValues, get_variable_values
 from sqlalchemy.exc import OperationalError
 
-from bookql.api.compiled import CompiledQueries, compiled_roots
-from bookql.api.compiled.planner import DocumentPlan, Planner
-from bookql.api.relay import to_global_id
-from bookql.api.schema import build_schema
 from bookql.catalog import queries
 from bookql.catalog.graphql.compiled import listings
 from bookql.catalog.graphql.compiled.values import gbp
 from bookql.catalog.money import from_pence
 from bookql.core.config import Settings
+from bookql.graphql.compiled.executor import CompiledQueries
+from bookql.graphql.compiled.planner import DocumentPlan, Planner
+from bookql.graphql.relay import to_global_id
+from bookql.server.compiled import compiled_roots
+from bookql.server.schema import build_schema
 from tests.conftest import ScratchDatabase, error_codes
 from tests.paths import Pair, pair
 

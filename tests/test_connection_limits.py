@@ -30,10 +30,10 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from bookql.accounts.tables import users
-from bookql.api.app import create_app
-from bookql.api.errors import RateLimited
-from bookql.api.slots import Kind, UserSlots
+from bookql.core.errors import RateLimited
 from bookql.db.engine import create_async_db_engine
+from bookql.graphql.slots import Kind, UserSlots
+from bookql.server.app import create_app
 from tests.conftest import (
     PostgresDatabases,
     ScratchDatabase,
@@ -385,7 +385,7 @@ def test_the_per_user_caps_hold_across_workers(two_workers: tuple[str, dict[str,
 HOLDER = """
 import asyncio, sys
 from redis.asyncio import Redis
-from bookql.api.slots import Kind, UserSlots
+from bookql.graphql.slots import Kind, UserSlots
 
 async def main():
     slots = UserSlots(Redis.from_url(sys.argv[1]), {Kind.STREAM: 1, Kind.EXPORT: 1}, 2)

@@ -18,9 +18,9 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from bookql.api.app import create_app
-from bookql.api.cors import CrossOrigin
 from bookql.core.config import Settings
+from bookql.server.app import create_app
+from bookql.server.cors import CrossOrigin
 from tests.conftest import ScratchDatabase, app_client
 from tests.test_training_data import register_async
 

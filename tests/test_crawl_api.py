@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bookql.api.app import create_app
 from bookql.core.processes import process_alive
+from bookql.server.app import create_app
 from tests.conftest import ScratchDatabase
 from tests.crawling import FAST
 from tests.mirror import MirrorSite, serve_mirror
@@ -156,8 +156,8 @@ def test_the_crawler_must_be_installed(empty_db: ScratchDatabase, tmp_path: Any)
 
 @pytest.mark.parametrize("hosts", ["books.toscrape.com", "books.toscrape.com,mirror.internal"])
 def test_allowed_hosts_setting(hosts: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bookql.api.errors import BadUserInput
     from bookql.core.config import Settings
+    from bookql.core.errors import BadUserInput
     from bookql.crawls.launcher import checked_start_url
 
     monkeypatch.setenv("BOOKQL_CRAWL_ALLOWED_HOSTS", hosts)

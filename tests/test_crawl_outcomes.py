@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bookql.api.errors import BadUserInput
+from bookql.core.errors import BadUserInput
 from bookql.core.processes import process_alive
 from bookql.crawls.job import CRAWL_JOB
 from bookql.crawls.launcher import checked_start_url

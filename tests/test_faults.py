@@ -22,11 +22,11 @@ import pytest
 from sqlalchemy import select
 
 from bookql.db.engine import create_async_db_engine
-from bookql.jobs.kinds import build_worker
 from bookql.ml.price_model import train_price_model
 from bookql.ml.store import ModelStore
 from bookql.ml.tables import model_trainings
 from bookql.ml.training_runs import queue_training
+from bookql.server.job_kinds import build_worker
 from tests.conftest import FAST_ARGON2, IN_CI, ScratchDatabase
 from tests.live import bookql, live_server
 from tests.services import PrivatePostgres, missing_tools, private_postgres, private_redis

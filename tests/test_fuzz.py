@@ -54,12 +54,12 @@ from graphql import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bookql.api.errors import ErrorCode
-from bookql.api.schema import build_schema
+from bookql.core.errors import ErrorCode
 from bookql.db.engine import create_async_db_engine
 from bookql.ml.features import load_training_set
 from bookql.ml.price_model import train_price_model
 from bookql.ml.store import ModelStore
+from bookql.server.schema import build_schema
 from tests.admin_session import AdminClient, admin_session, seed
 from tests.conftest import ScratchDatabase
 from tests.test_accounts import register

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from bookql.api.app import create_app
-from bookql.api.errors import ErrorCode
+from bookql.core.errors import ErrorCode
+from bookql.server.app import create_app
 from tests.conftest import ScratchDatabase, error_codes
 
 DEFAULT_EXAMPLES = 120

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bookql.api import graphiql
+from bookql.server import graphiql
 from tests.browser import headless_chromium, require_chromium
 from tests.live import live_server as serve
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bookql.api.view import negotiate
+from bookql.server.view import negotiate
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 

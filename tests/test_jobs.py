@@ -20,11 +20,11 @@ from bookql.core.config import Settings
 from bookql.db.engine import async_write_transaction, create_async_db_engine
 from bookql.db.types import utcnow
 from bookql.jobs.handler import JobHandler
-from bookql.jobs.kinds import build_worker
 from bookql.jobs.queue import JobQueue, enqueue
 from bookql.jobs.tables import jobs
 from bookql.jobs.worker import Worker
 from bookql.ml.store import ModelStore
+from bookql.server.job_kinds import build_worker
 from tests.admin_session import admin_session, seed
 from tests.conftest import ScratchDatabase
 from tests.job_kinds import Failing, Recorder, Sleeper, Waiting

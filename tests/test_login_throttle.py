@@ -16,8 +16,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from bookql.api.app import create_app
 from bookql.core.config import Settings
+from bookql.server.app import create_app
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
 from tests.test_accounts import LOGIN, PASSWORD, SECRET, make_admin
 

@@ -14,7 +14,7 @@ from bookql.db.migrate import (
     is_at_head,
     upgrade,
 )
-from bookql.db.registry import metadata
+from bookql.server.registry import metadata
 from tests.conftest import ScratchDatabase
 
 

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bookql.api.relay import to_global_id
 from bookql.db.engine import create_sync_engine
+from bookql.graphql.relay import to_global_id
 from bookql.ml import serving as serving_module
 from bookql.ml import store as store_module
 from bookql.ml.price_model import TrainedModel, train_price_model

@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from bookql.api.app import create_app
+from bookql.server.app import create_app
 from tests.conftest import ScratchDatabase, error_codes
 
 LIMIT = 32

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine, event, insert, select
 
 from bookql.accounts.tables import users
-from bookql.api.relay import to_global_id
 from bookql.catalog.tables import books, categories
 from bookql.crawls.tables import crawl_runs
 from bookql.db.engine import create_sync_engine
+from bookql.graphql.relay import to_global_id
 from bookql.ml.tables import ModelStatus, model_trainings, predictions
 from tests.admin_session import AdminClient, admin_session
 from tests.conftest import ScratchDatabase

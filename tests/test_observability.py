@@ -124,7 +124,7 @@ async def test_metrics_count_requests_operations_errors_and_pools(
 
 
 async def test_operation_names_cannot_grow_the_metrics(seeded_db: ScratchDatabase) -> None:
-    from bookql.api import metrics
+    from bookql.graphql import metrics
 
     async with app_client(seeded_db.settings()) as client:
         for number in range(metrics.MAX_OPERATION_NAMES + 5):

@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert
 
 from bookql.accounts.tables import users
-from bookql.api.errors import BadUserInput
-from bookql.api.relay import decode_cursor, encode_cursor
 from bookql.catalog.listing import BookListing, BookOrderField, OrderDirection
+from bookql.core.errors import BadUserInput
+from bookql.db.cursors import decode_cursor, encode_cursor
 from bookql.db.engine import create_sync_engine
 from bookql.db.keyset import Ordering
 from bookql.db.types import UTCDateTime

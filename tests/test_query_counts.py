@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, event
 
-from bookql.api.app import create_app
+from bookql.server.app import create_app
 from tests.conftest import GraphQLClient, ScratchDatabase
 from tests.snapshot_truth import snapshot_books
 

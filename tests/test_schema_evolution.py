@@ -20,7 +20,7 @@ from graphql import (
     find_dangerous_changes,
 )
 
-from bookql.api.schema import build_schema as build_served_schema
+from bookql.server.schema import build_schema as build_served_schema
 
 ROOT = Path(__file__).parents[1]
 COMMITTED = ROOT / "schema.graphql"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookql.api.errors import Conflict
+from bookql.core.errors import Conflict
 from bookql.crawls.runs import (
     RunCounts,
     RunLost,

@@ -30,9 +30,8 @@ import pytest
 from sqlalchemy import func, select, text, update
 from starlette.testclient import TestClient
 
-from bookql.api.app import create_app
-from bookql.api.errors import ServiceUnavailable
 from bookql.catalog.tables import books, categories, descriptions
+from bookql.core.errors import ServiceUnavailable
 from bookql.db.engine import create_async_db_engine, create_sync_engine, write_transaction
 from bookql.db.types import utcnow
 from bookql.ml.dataset import (
@@ -45,6 +44,7 @@ from bookql.ml.dataset import (
 from bookql.ml.features import book_features, load_training_set
 from bookql.ml.tables import book_features as stored_features
 from bookql.ml.tables import book_features_pending
+from bookql.server.app import create_app
 from tests.admin_session import seed
 from tests.conftest import ScratchDatabase, app_client
 from tests.live import live_server

@@ -28,14 +28,14 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_variable_values
 
-from bookql.api.compiled import compiled_roots
-from bookql.api.compiled.planner import Planner
-from bookql.api.schema import build_schema
 from bookql.catalog.graphql.compiled import ROOTS
 from bookql.catalog.graphql.fields import stored_fields
 from bookql.catalog.graphql.types import Book, Category, PricePoint
 from bookql.catalog.queries import BOOK_COLUMNS
 from bookql.core.config import Settings
+from bookql.graphql.compiled.planner import Planner
+from bookql.server.compiled import compiled_roots
+from bookql.server.schema import build_schema
 
 SERVED_BY_THE_STANDARD_EXECUTOR: dict[str, str] = {}
 """``Type.field`` the compiled path leaves to the standard executor on purpose, and why."""

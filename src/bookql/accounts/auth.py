@@ -15,7 +15,7 @@ from collections.abc import Callable
 from bookql.accounts.live import Holder, LiveSessions, Stream
 from bookql.accounts.service import Accounts, Viewer
 from bookql.accounts.tokens import InvalidToken, TokenType
-from bookql.api.errors import BookQLError, Forbidden, Unauthenticated
+from bookql.core.errors import BookQLError, Forbidden, Unauthenticated
 
 
 class RequestAuth:

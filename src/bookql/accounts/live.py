@@ -27,7 +27,7 @@ from sqlalchemy import select
 from bookql.accounts.notices import Notice, NoticeBus
 from bookql.accounts.service import Viewer
 from bookql.accounts.tables import Role, sessions, users
-from bookql.api.errors import BookQLError, Forbidden, Unauthenticated
+from bookql.core.errors import BookQLError, Forbidden, Unauthenticated
 from bookql.db.blocking import BlockingDatabase
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from typing import TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from bookql.api.errors import BadUserInput
 from bookql.core.config import Settings
+from bookql.core.errors import BadUserInput
 
 T = TypeVar("T")
 HASHING_NICENESS = 10

@@ -27,7 +27,7 @@ from bookql.accounts.tokens import (
     TokenType,
 )
 from bookql.accounts.usernames import checked_email, checked_username, normalise_username
-from bookql.api.errors import (
+from bookql.core.errors import (
     AccessTokenExpired,
     BadUserInput,
     Conflict,

@@ -34,7 +34,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bookql.api.errors import RateLimited
+from bookql.core.errors import RateLimited
 
 log = logging.getLogger("bookql.accounts.throttle")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bookql.api.errors import BadUserInput
+from bookql.core.errors import BadUserInput
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

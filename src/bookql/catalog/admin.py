@@ -19,11 +19,11 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.api.errors import BadUserInput, Conflict, NotFound
 from bookql.catalog.money import to_pence
 from bookql.catalog.queries import BOOK_COLUMNS
 from bookql.catalog.slugs import slugify
 from bookql.catalog.tables import books, categories, descriptions, price_points
+from bookql.core.errors import BadUserInput, Conflict, NotFound
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bookql.api.errors import BadUserInput
 from bookql.catalog.search import Search, build_search, search_words
 from bookql.catalog.tables import books
 from bookql.catalog.tallies import TallyFilter
+from bookql.core.errors import BadUserInput
 from bookql.db.keyset import Ordering, SortColumn
 
 

@@ -23,8 +23,8 @@ from sqlalchemy import (
     table,
 )
 
-from bookql.api.errors import BadUserInput
 from bookql.catalog.tables import books
+from bookql.core.errors import BadUserInput
 
 MAX_SEARCH_WORDS = 16
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)

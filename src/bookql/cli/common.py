@@ -46,7 +46,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def echo_outcome(run: Callable[[], Coroutine[Any, Any, str]]) -> None:
     """Print what ``run`` reports; an expected refusal is printed to stderr and exits 1."""
-    from bookql.api.errors import BookQLError
+    from bookql.core.errors import BookQLError
 
     try:
         typer.echo(asyncio.run(run()))

@@ -79,6 +79,6 @@ def export_training_data(
 
 def export_schema() -> None:
     """Print the GraphQL SDL (the content of schema.graphql)."""
-    from bookql.api.schema import build_schema, print_sdl
+    from bookql.server.schema import build_schema, print_sdl
 
     typer.echo(print_sdl(build_schema()), nl=False)

@@ -57,7 +57,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve GraphQL at /graphql (migrating and seeding an empty database first)."""
-    from bookql.db.prepare import prepare_database
+    from bookql.server.prepare import prepare_database
 
     settings = get_settings()
     setup_logging(settings)
@@ -72,7 +72,7 @@ def serve(
     typer.echo(f"bookql: serving http://{host}:{port}/graphql", err=True)
     with _metrics_directory(workers):
         uvicorn.run(
-            "bookql.api.app:create_app",
+            "bookql.server.app:create_app",
             factory=True,
             host=host,
             port=port,
@@ -100,7 +100,7 @@ def worker(
     gives them back at once.
     """
     from bookql.db.migrate import is_at_head
-    from bookql.jobs.kinds import build_worker
+    from bookql.server.job_kinds import build_worker
 
     settings = get_settings()
     settings.check_production()

@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         ge=0,
         description="workers delete finished jobs older than this (hourly); 0 keeps them all",
     )
-    # CORS: which browser apps on other origins may call the API (bookql.api.cors).
+    # CORS: which browser apps on other origins may call the API (bookql.server.cors).
     cors_origins: Annotated[list[str] | None, NoDecode] = Field(
         default=None,
         description="origins (scheme://host[:port], comma-separated, exact) whose pages may "

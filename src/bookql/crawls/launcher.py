@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.api.errors import BadUserInput, ServiceUnavailable
 from bookql.core.config import Settings
+from bookql.core.errors import BadUserInput, ServiceUnavailable
 from bookql.crawls.job import CRAWL_JOB, installed_crawler
 from bookql.crawls.runs import create_run, fail_orphans
 from bookql.crawls.tables import CrawlStatus

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Row, and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.api.errors import Conflict, NotFound
+from bookql.core.errors import Conflict, NotFound
 from bookql.core.processes import process_alive
 from bookql.crawls.tables import ACTIVE, CrawlStatus, crawl_runs
 from bookql.db.engine import async_write_transaction

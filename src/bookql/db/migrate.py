@@ -8,8 +8,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from bookql.db.base import metadata
 from bookql.db.engine import WRITE_OPTION
-from bookql.db.registry import metadata
 
 SCRIPT_LOCATION = "bookql.db:migrations"
 _PG_MIGRATION_LOCK = 0x626F6F6B716C  # "bookql": one migrator at a time across machines
@@ -18,7 +18,10 @@ _PG_MIGRATION_LOCK = 0x626F6F6B716C  # "bookql": one migrator at a time across m
 def include_object(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
-    """Leave out what no model describes: the full-text search tables and their indexes."""
+    """Leave out what no model describes: the full-text search tables and their indexes.
+
+    The models are those registered on the shared metadata: all of them once the domains'
+    tables are imported, which ``bookql.server.registry`` does for whoever compares."""
     if not reflected or compare_to is not None:
         return True
     if type_ == "table":

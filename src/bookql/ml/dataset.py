@@ -26,9 +26,9 @@ import orjson
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.api.errors import BadUserInput, ServiceUnavailable
-from bookql.api.relay import decode_cursor, encode_cursor
 from bookql.catalog.tables import books, categories, descriptions
+from bookql.core.errors import BadUserInput, ServiceUnavailable
+from bookql.db.cursors import decode_cursor, encode_cursor
 from bookql.db.engine import async_write_transaction
 from bookql.db.upsert import insert_for
 from bookql.ml.features import FEATURES, LABEL, BookInputs, feature_rows

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bookql.api.errors import BadUserInput
+from bookql.core.errors import BadUserInput
 from bookql.ml.dataset import COLUMNS, Chunk, Shape, TrainingData, csv_header
 
 _ARROW_TYPES = {

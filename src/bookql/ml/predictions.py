@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select
 
-from bookql.api.errors import BadUserInput, BookQLError, NotFound
 from bookql.catalog.tables import books, categories, descriptions
+from bookql.core.errors import BadUserInput, BookQLError, NotFound
 from bookql.db.engine import write_transaction
 from bookql.db.types import utcnow
 from bookql.ml.features import FEATURES, BookInputs, feature_rows, features_frame

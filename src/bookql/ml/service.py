@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookql.api.errors import BadUserInput, BookQLError, Conflict, NotFound, ServiceUnavailable
-from bookql.api.metrics import PREDICTIONS
 from bookql.catalog.tables import books
 from bookql.core.config import Settings
+from bookql.core.errors import BadUserInput, BookQLError, Conflict, NotFound, ServiceUnavailable
+from bookql.core.metrics import PREDICTIONS
 from bookql.db.blocking import BlockingDatabase
 from bookql.ml.dataset import TrainingData
 from bookql.ml.predictions import (

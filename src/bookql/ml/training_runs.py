@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Row, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bookql.api.errors import Conflict
+from bookql.core.errors import Conflict
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
 from bookql.jobs.queue import enqueue

@@ -11,9 +11,9 @@ from typing import Any
 from strawberry.permission import BasePermission
 
 from bookql.accounts.auth import RequestAuth
-from bookql.api.context import Info
-from bookql.api.errors import Unauthenticated
+from bookql.accounts.graphql.context import Info
 from bookql.core.config import Settings
+from bookql.core.errors import Unauthenticated
 
 
 async def require_catalog_reader(auth: RequestAuth, settings: Settings) -> None:

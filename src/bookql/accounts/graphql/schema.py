@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from bookql.accounts.graphql.context import Info
 from bookql.accounts.graphql.permissions import IsAdmin, IsAuthenticated
 from bookql.accounts.graphql.types import (
     AuthPayload,
@@ -22,8 +23,8 @@ from bookql.accounts.graphql.types import (
     UserPayload,
 )
 from bookql.accounts.tables import Role, users
-from bookql.api.context import Info
-from bookql.api.relay import (
+from bookql.db.keyset import Ordering, SortColumn
+from bookql.graphql.relay import (
     CursorArgument,
     PageArgument,
     PageRequest,
@@ -31,7 +32,6 @@ from bookql.api.relay import (
     expect_global_id,
     load_page,
 )
-from bookql.db.keyset import Ordering, SortColumn
 
 USER_ORDER = Ordering("users", (SortColumn(users.c.id),))
 USER_COLUMNS = tuple(users.c)

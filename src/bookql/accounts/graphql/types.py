@@ -10,7 +10,7 @@ from sqlalchemy import Row
 
 from bookql.accounts.service import Session
 from bookql.accounts.tables import Role as RoleValue
-from bookql.api.relay import Node, PageInfo, to_global_id
+from bookql.graphql.relay import Node, PageInfo, to_global_id
 
 Role = strawberry.enum(RoleValue, name="Role", description="What a user may do.")
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import strawberry
 
-from bookql.api.errors import BadUserInput
+from bookql.core.errors import BadUserInput
 
 DEFAULT_COUNT_LIMIT = 10_000
 MAX_COUNT_LIMIT = 100_000

@@ -31,8 +31,8 @@ from sqlalchemy import Column, DateTime, Row
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case
 
-from bookql.api.relay import to_global_id
 from bookql.catalog.money import from_pence
+from bookql.graphql.relay import to_global_id
 
 STORED = "bookql.stored"
 """The key of a field's declaration in its dataclass field's metadata."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bookql.api.context import Info
-from bookql.api.errors import BadUserInput
 from bookql.catalog.admin import pence
+from bookql.catalog.graphql.context import Info
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.listing import BookListing, BookOrderField, OrderDirection
+from bookql.core.errors import BadUserInput
 
 MAX_SEARCH_LENGTH = 500
 

@@ -12,12 +12,13 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strawberry.dataloader import DataLoader
 
-from bookql.api.errors import BadUserInput
-from bookql.api.relay import PageRequest, decode_cursor
 from bookql.catalog import queries
 from bookql.catalog.listing import BookListing, ListingPlan
 from bookql.catalog.tables import books
+from bookql.core.errors import BadUserInput
+from bookql.db.cursors import decode_cursor
 from bookql.db.keyset import Page, fetch_page, fetch_pages_by_group
+from bookql.graphql.relay import PageRequest
 
 K = TypeVar("K")
 V = TypeVar("V")

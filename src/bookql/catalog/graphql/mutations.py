@@ -6,11 +6,11 @@ import strawberry
 from strawberry.permission import BasePermission
 
 from bookql.accounts.graphql.permissions import IsAdmin
-from bookql.api.context import Info
-from bookql.api.errors import BadUserInput
-from bookql.api.relay import expect_global_id
 from bookql.catalog.admin import BookChanges, CatalogAdmin, pence
+from bookql.catalog.graphql.context import Info
 from bookql.catalog.graphql.types import Book, Category
+from bookql.core.errors import BadUserInput
+from bookql.graphql.relay import expect_global_id
 
 ADMIN: list[type[BasePermission]] = [IsAdmin]
 

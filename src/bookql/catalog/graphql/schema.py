@@ -8,20 +8,20 @@ import strawberry
 from strawberry.permission import BasePermission
 
 from bookql.accounts.graphql.permissions import CanReadCatalog
-from bookql.api.context import Info
-from bookql.api.errors import BadUserInput
-from bookql.api.relay import (
+from bookql.catalog import queries
+from bookql.catalog.graphql.context import Info
+from bookql.catalog.graphql.inputs import BookFilter, BookOrder
+from bookql.catalog.graphql.listing import listing_from_arguments
+from bookql.catalog.graphql.stats import CatalogStats, new_stats
+from bookql.catalog.graphql.types import Book, BookConnection, BookEdge, Category
+from bookql.core.errors import BadUserInput
+from bookql.graphql.relay import (
     CursorArgument,
     PageArgument,
     PageRequest,
     expect_global_id,
     load_page,
 )
-from bookql.catalog import queries
-from bookql.catalog.graphql.inputs import BookFilter, BookOrder
-from bookql.catalog.graphql.listing import listing_from_arguments
-from bookql.catalog.graphql.stats import CatalogStats, new_stats
-from bookql.catalog.graphql.types import Book, BookConnection, BookEdge, Category
 
 READ: list[type[BasePermission]] = [CanReadCatalog]
 SearchArgument = Annotated[

@@ -9,12 +9,12 @@ from typing import Annotated, Any, TypeVar
 
 import strawberry
 
-from bookql.api.context import Info
-from bookql.api.errors import BadUserInput
 from bookql.catalog import stats
 from bookql.catalog.admin import pence
+from bookql.catalog.graphql.context import Info
 from bookql.catalog.graphql.types import Category
 from bookql.catalog.money import from_pence
+from bookql.core.errors import BadUserInput
 
 T = TypeVar("T")
 DEFAULT_BUCKET_WIDTH = 10.0

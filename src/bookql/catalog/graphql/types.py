@@ -13,17 +13,7 @@ from typing import Annotated, Any
 import strawberry
 from sqlalchemy import Row
 
-from bookql.api.context import Info
-from bookql.api.errors import BadUserInput
-from bookql.api.relay import (
-    CursorArgument,
-    Node,
-    PageArgument,
-    PageInfo,
-    PageRequest,
-    encode_cursor,
-    page_info_for,
-)
+from bookql.catalog.graphql.context import Info
 from bookql.catalog.graphql.counts import (
     DEFAULT_COUNT_LIMIT,
     Count,
@@ -36,7 +26,17 @@ from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_from_arguments
 from bookql.catalog.graphql.loaders import HISTORY_CAP
 from bookql.catalog.tables import books, categories, price_points
+from bookql.core.errors import BadUserInput
+from bookql.db.cursors import encode_cursor
 from bookql.db.keyset import Page
+from bookql.graphql.relay import (
+    CursorArgument,
+    Node,
+    PageArgument,
+    PageInfo,
+    PageRequest,
+    page_info_for,
+)
 
 DEFAULT_HISTORY = 10
 

@@ -11,9 +11,12 @@ from sqlalchemy import Row, select
 from strawberry.permission import BasePermission
 
 from bookql.accounts.graphql.permissions import IsAdmin
-from bookql.api.context import Info
-from bookql.api.errors import NotFound
-from bookql.api.relay import (
+from bookql.core.errors import NotFound
+from bookql.crawls.graphql.context import Info
+from bookql.crawls.graphql.types import CrawlRun, CrawlRunConnection, CrawlRunEdge, StartCrawlInput
+from bookql.crawls.tables import ACTIVE, crawl_runs
+from bookql.db.keyset import Ordering, SortColumn
+from bookql.graphql.relay import (
     CursorArgument,
     PageArgument,
     PageRequest,
@@ -21,10 +24,7 @@ from bookql.api.relay import (
     expect_global_id,
     load_page,
 )
-from bookql.api.slots import per_user_stream
-from bookql.crawls.graphql.types import CrawlRun, CrawlRunConnection, CrawlRunEdge, StartCrawlInput
-from bookql.crawls.tables import ACTIVE, crawl_runs
-from bookql.db.keyset import Ordering, SortColumn
+from bookql.graphql.slots import per_user_stream
 
 ADMIN: list[type[BasePermission]] = [IsAdmin]
 NEWEST_FIRST = Ordering("crawl-runs", (SortColumn(crawl_runs.c.id, descending=True),))

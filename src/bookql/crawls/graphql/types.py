@@ -8,8 +8,8 @@ from typing import Any
 import strawberry
 from sqlalchemy import Row
 
-from bookql.api.relay import Node, PageInfo, to_global_id
 from bookql.crawls.tables import CrawlStatus as CrawlStatusValue
+from bookql.graphql.relay import Node, PageInfo, to_global_id
 
 CrawlStatus = strawberry.enum(CrawlStatusValue, name="CrawlStatus")
 

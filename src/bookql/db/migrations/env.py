@@ -1,12 +1,17 @@
-"""Alembic environment: runs on the connection handed over by ``bookql.db.migrate``."""
+"""Alembic environment: runs on the connection handed over by ``bookql.db.migrate``.
+
+``target_metadata`` is the shared metadata every domain's tables register on; ``db`` imports
+no domain, so whoever autogenerates a revision imports ``bookql.server.registry`` first.
+Upgrades and downgrades do not read it.
+"""
 
 from alembic import context
 from sqlalchemy import Connection
 
 from bookql.core.config import get_settings
+from bookql.db.base import metadata
 from bookql.db.engine import create_sync_engine
 from bookql.db.migrate import include_object
-from bookql.db.registry import metadata
 
 config = context.config
 

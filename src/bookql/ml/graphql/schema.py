@@ -12,9 +12,12 @@ from sqlalchemy import ColumnElement, select
 from strawberry.permission import BasePermission
 
 from bookql.accounts.graphql.permissions import IsAdmin, IsAuthenticated
-from bookql.api.context import Info
-from bookql.api.errors import BadUserInput, BookQLError, NotFound
-from bookql.api.relay import (
+from bookql.catalog.graphql.types import Book
+from bookql.catalog.queries import BOOK_COLUMNS
+from bookql.catalog.tables import books, categories, descriptions
+from bookql.core.errors import BadUserInput, BookQLError, NotFound
+from bookql.db.keyset import Ordering, SortColumn
+from bookql.graphql.relay import (
     CursorArgument,
     PageArgument,
     PageInfo,
@@ -23,13 +26,10 @@ from bookql.api.relay import (
     expect_global_id,
     load_page,
 )
-from bookql.api.slots import per_user_stream
-from bookql.catalog.graphql.types import Book
-from bookql.catalog.queries import BOOK_COLUMNS
-from bookql.catalog.tables import books, categories, descriptions
-from bookql.db.keyset import Ordering, SortColumn
+from bookql.graphql.slots import per_user_stream
 from bookql.ml.dataset import COLUMNS, Shape, book_id_after, cursor_after
 from bookql.ml.features import BookInputs, feature_rows, load_categories
+from bookql.ml.graphql.context import Info
 from bookql.ml.graphql.types import (
     ActivateModelInput,
     ModelVersion,

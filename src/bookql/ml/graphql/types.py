@@ -7,9 +7,9 @@ from typing import Any
 
 import strawberry
 
-from bookql.api.context import Info
-from bookql.api.relay import Node, PageInfo, to_global_id
 from bookql.catalog.graphql.types import Book
+from bookql.graphql.relay import Node, PageInfo, to_global_id
+from bookql.ml.graphql.context import Info
 from bookql.ml.integrity import Scores as StoredScores
 from bookql.ml.predictions import Prediction
 from bookql.ml.serving import Serving

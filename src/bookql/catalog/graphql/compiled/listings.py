@@ -13,9 +13,6 @@ from typing import Any
 
 from sqlalchemy import FromClause, Row, Select
 
-from bookql.api.compiled.plan import Fallback, PlannedField, Run
-from bookql.api.compiled.rows import Columns
-from bookql.api.relay import PageInfo, PageRequest, decode_cursor, encode_cursor, page_info_for
 from bookql.catalog import queries
 from bookql.catalog.graphql.counts import MAX_COUNT_LIMIT
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
@@ -23,6 +20,7 @@ from bookql.catalog.graphql.listing import listing_of
 from bookql.catalog.graphql.loaders import counts_by_category
 from bookql.catalog.listing import BookListing, ListingPlan
 from bookql.catalog.tables import books, categories, descriptions
+from bookql.db.cursors import decode_cursor, encode_cursor
 from bookql.db.keyset import (
     Ordering,
     Page,
@@ -31,6 +29,9 @@ from bookql.db.keyset import (
     page_statement,
     trim_page,
 )
+from bookql.graphql.compiled.plan import Fallback, PlannedField, Run
+from bookql.graphql.compiled.rows import Columns
+from bookql.graphql.relay import PageInfo, PageRequest, page_info_for
 
 
 class PageData:

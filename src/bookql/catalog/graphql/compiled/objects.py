@@ -12,16 +12,6 @@ from itertools import islice
 from operator import attrgetter, itemgetter
 from typing import Any, TypeAlias
 
-from bookql.api.compiled.plan import Fallback, PlannedField, Run, Unsupported, typename
-from bookql.api.compiled.rows import (
-    Columns,
-    Constant,
-    Getter,
-    ObjectShape,
-    Prepare,
-    by_first_key,
-    records,
-)
 from bookql.catalog import queries
 from bookql.catalog.graphql.compiled.listings import (
     PageData,
@@ -33,6 +23,16 @@ from bookql.catalog.graphql.compiled.values import ColumnValue, column_readers
 from bookql.catalog.graphql.loaders import HISTORY_CAP
 from bookql.catalog.graphql.types import Book, Category, PricePoint
 from bookql.catalog.tables import books, categories, descriptions, price_points
+from bookql.graphql.compiled.plan import Fallback, PlannedField, Run, Unsupported, typename
+from bookql.graphql.compiled.rows import (
+    Columns,
+    Constant,
+    Getter,
+    ObjectShape,
+    Prepare,
+    by_first_key,
+    records,
+)
 
 BOOK_VALUES: dict[str, ColumnValue] = {
     **column_readers(Book),

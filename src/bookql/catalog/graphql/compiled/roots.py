@@ -11,10 +11,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, select
 
-from bookql.api.compiled.node import NodeCompiler, NodeFetch
-from bookql.api.compiled.plan import Fallback, PlannedField, RootCompiler, RootFetch, Run
-from bookql.api.compiled.rows import Columns, ObjectShape
-from bookql.api.relay import expect_global_id
 from bookql.catalog.graphql.compiled.listings import (
     BooksPages,
     book_source,
@@ -24,6 +20,10 @@ from bookql.catalog.graphql.compiled.listings import (
 from bookql.catalog.graphql.compiled.objects import ConnectionShape, book_shape, category_shape
 from bookql.catalog.graphql.compiled.stats import compile_stats
 from bookql.catalog.tables import books, categories
+from bookql.graphql.compiled.node import NodeCompiler, NodeFetch
+from bookql.graphql.compiled.plan import Fallback, PlannedField, RootCompiler, RootFetch, Run
+from bookql.graphql.compiled.rows import Columns, ObjectShape
+from bookql.graphql.relay import expect_global_id
 
 
 def _one_of(arguments: Mapping[str, Any], *names: str) -> tuple[str, Any]:

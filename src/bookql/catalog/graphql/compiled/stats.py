@@ -7,13 +7,20 @@ from functools import cached_property
 from operator import itemgetter
 from typing import Any, TypeAlias
 
-from bookql.api.compiled.plan import Fallback, PlannedField, RootFetch, Run, Unsupported, typename
-from bookql.api.compiled.rows import Columns, Getter, ObjectShape
 from bookql.catalog import stats
 from bookql.catalog.admin import pence
 from bookql.catalog.graphql.compiled.objects import category_shape
 from bookql.catalog.graphql.compiled.values import gbp
 from bookql.catalog.graphql.stats import money_figure
+from bookql.graphql.compiled.plan import (
+    Fallback,
+    PlannedField,
+    RootFetch,
+    Run,
+    Unsupported,
+    typename,
+)
+from bookql.graphql.compiled.rows import Columns, Getter, ObjectShape
 
 
 class StatsReads:

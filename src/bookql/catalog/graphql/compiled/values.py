@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeAlias
 
-from bookql.api.compiled.rows import At, Columns, Getter
 from bookql.catalog.graphql.fields import Stored, stored_fields
+from bookql.graphql.compiled.rows import At, Columns, Getter
 
 ColumnValue: TypeAlias = Callable[[Columns], Getter]
 """A field's reader: positions its column in a statement, returns its getter over rows."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +11,8 @@ import strawberry
 from sqlalchemy import ColumnElement, FromClause, Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookql.api.errors import BadUserInput
+from bookql.core.errors import BadUserInput
+from bookql.db.cursors import b64decode, b64encode, decode_cursor, encode_cursor
 from bookql.db.keyset import Ordering, fetch_page
 
 MAX_PAGE_SIZE = 100
@@ -24,24 +24,15 @@ PageArgument = Annotated[
 CursorArgument = Annotated[str | None, strawberry.argument(description="An edge's cursor.")]
 
 
-def _b64encode(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _b64decode(token: str) -> str:
-    padded = token + "=" * (-len(token) % 4)
-    return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
-
-
 def to_global_id(type_name: str, key: str | int) -> str:
     """Opaque and type-tagged: ``Book`` + its UPC, ``Category`` + its number, and so on."""
-    return _b64encode(f"{type_name}:{key}")
+    return b64encode(f"{type_name}:{key}")
 
 
 def from_global_id(global_id: str) -> tuple[str, str]:
     """``(type name, key)``; a malformed id is the caller's mistake (``BAD_USER_INPUT``)."""
     try:
-        type_name, _, key = _b64decode(global_id).partition(":")
+        type_name, _, key = b64decode(global_id).partition(":")
     except (binascii.Error, UnicodeError, ValueError):
         raise BadUserInput(f"{global_id!r} is not a valid id") from None
     if not type_name or not key:
@@ -55,17 +46,6 @@ def expect_global_id(global_id: str, type_name: str) -> str:
     if found != type_name:
         raise BadUserInput(f"{global_id!r} is the id of a {found}, not of a {type_name}")
     return key
-
-
-def encode_cursor(payload: str) -> str:
-    return _b64encode(payload)
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return _b64decode(cursor)
-    except (binascii.Error, UnicodeError, ValueError):
-        raise BadUserInput(f"{cursor!r} is not a valid cursor") from None
 
 
 @strawberry.interface(description="An object with a global, opaque, type-tagged id.")

@@ -18,23 +18,23 @@ from starlette.staticfiles import StaticFiles
 from bookql.accounts.live import LiveSessions
 from bookql.accounts.notices import notice_bus
 from bookql.accounts.setup import build_accounts
-from bookql.api.cors import CrossOrigin
-from bookql.api.export import TrainingDataExport
-from bookql.api.graphiql import STATIC_DIR, STATIC_URL
-from bookql.api.health import healthz, readyz
-from bookql.api.metrics import JobsCollector, MetricsEndpoint, process_exited, watch_pool
-from bookql.api.middleware import RequestIdMiddleware, RequestLog, SizeLimits
-from bookql.api.schema import build_schema
-from bookql.api.slots import Kind, UserSlots
-from bookql.api.sockets import SocketLimits, SocketLimitSettings
-from bookql.api.view import GraphQLApp
 from bookql.core.config import Settings, get_settings
 from bookql.crawls.launcher import CrawlLauncher
 from bookql.db.blocking import BlockingDatabase
 from bookql.db.engine import create_async_db_engine
-from bookql.jobs.kinds import build_worker
+from bookql.graphql.slots import Kind, UserSlots
 from bookql.jobs.queue import count_jobs
 from bookql.ml.service import PriceService
+from bookql.server.cors import CrossOrigin
+from bookql.server.export import TrainingDataExport
+from bookql.server.graphiql import STATIC_DIR, STATIC_URL
+from bookql.server.health import healthz, readyz
+from bookql.server.job_kinds import build_worker
+from bookql.server.metrics import JobsCollector, MetricsEndpoint, process_exited, watch_pool
+from bookql.server.middleware import RequestIdMiddleware, RequestLog, SizeLimits
+from bookql.server.schema import build_schema
+from bookql.server.sockets import SocketLimits, SocketLimitSettings
+from bookql.server.view import GraphQLApp
 
 ROUTES = frozenset({"/graphql", "/export/training-data", "/healthz", "/readyz", "/metrics"})
 

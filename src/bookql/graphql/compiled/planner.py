@@ -48,7 +48,7 @@ from graphql.validation import ASTValidationRule
 from strawberry.extensions import AddValidationRules
 from strawberry.schema.schema import validate_document
 
-from bookql.api.compiled.plan import (
+from bookql.graphql.compiled.plan import (
     Guard,
     PlannedField,
     RootFetch,
@@ -57,7 +57,7 @@ from bookql.api.compiled.plan import (
     Unsupported,
     typename,
 )
-from bookql.api.limits import Limits, QueryLimits, operation_cost
+from bookql.graphql.limits import Limits, QueryLimits, operation_cost
 
 log = logging.getLogger("bookql.compiled")
 

@@ -6,9 +6,9 @@
 * A mutation over GET is 405 with ``Allow: POST``; other methods are 405 ``Allow: GET, POST``.
 * Every transport-level refusal is still a GraphQL error body with ``extensions.code``.
 * A plain query (GET, or POST of JSON) whose plan covers it is answered by the compiled path
-  (``bookql.api.compiled``); everything else, and every request a plan hands back, goes
+  (``bookql.server.compiled``); everything else, and every request a plan hands back, goes
   through Strawberry's executor unchanged.
-* WebSocket operations and HTTP streams act as the caller is now (``bookql.api.streams``):
+* WebSocket operations and HTTP streams act as the caller is now (``bookql.server.streams``):
   a socket whose session ends is closed with 4403, its operations cancelled.
 """
 
@@ -47,18 +47,20 @@ from strawberry.types.unset import UnsetType
 from bookql.accounts.auth import RequestAuth
 from bookql.accounts.live import LiveSessions
 from bookql.accounts.service import Accounts
-from bookql.api.compiled import CompiledQueries, compiled_queries
-from bookql.api.context import Context
-from bookql.api.cors import OriginPolicy
-from bookql.api.errors import BookQLError, ErrorCode, error_code
-from bookql.api.graphiql import graphiql_page
-from bookql.api.middleware import request_id_of
-from bookql.api.nesting import NestedTooDeeply, decode_bounded, variables_too_deep
-from bookql.api.streams import guarded, is_subscription
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
+from bookql.core.errors import BookQLError, ErrorCode
 from bookql.crawls.launcher import CrawlLauncher
+from bookql.graphql.compiled.executor import CompiledQueries
+from bookql.graphql.errors import error_code
+from bookql.graphql.nesting import NestedTooDeeply, decode_bounded, variables_too_deep
 from bookql.ml.service import PriceService
+from bookql.server.compiled import compiled_queries
+from bookql.server.context import Context
+from bookql.server.cors import OriginPolicy
+from bookql.server.graphiql import graphiql_page
+from bookql.server.middleware import request_id_of
+from bookql.server.streams import guarded, is_subscription
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"

@@ -19,13 +19,13 @@ from typing import Any
 from graphql import GraphQLError
 from graphql.execution.values import VariableValues, get_variable_values
 
-from bookql.accounts.auth import RequestAuth
-from bookql.api.compiled.plan import Fallback, RootField, Run
-from bookql.api.compiled.planner import OperationPlan, Planner
-from bookql.api.errors import BookQLError, ErrorCode, dependency_error
-from bookql.api.limits import has_unstorable_text
-from bookql.api.metrics import record_operation
+from bookql.core.errors import BookQLError, ErrorCode
 from bookql.db.blocking import BlockingDatabase
+from bookql.graphql.compiled.plan import Fallback, RootField, Run
+from bookql.graphql.compiled.planner import OperationPlan, Planner
+from bookql.graphql.errors import dependency_error
+from bookql.graphql.limits import has_unstorable_text
+from bookql.graphql.metrics import record_operation
 
 log = logging.getLogger("bookql.compiled")
 
@@ -68,9 +68,10 @@ class CompiledQueries:
         query: str,
         operation_name: str | None,
         variables: dict[str, Any] | None,
-        auth: RequestAuth,
+        auth: Any,
     ) -> dict[str, Any] | None:
-        """The response body, or None when the standard executor must answer."""
+        """The response body, or None when the standard executor must answer. ``auth`` (the
+        caller, as the server knows it) is handed to each root field's guard."""
         if self._outage_until and time.monotonic() < self._outage_until:
             self.counts.declined += 1
             return None

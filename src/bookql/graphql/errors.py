@@ -1,6 +1,7 @@
 """One way to fail: every expected error is a GraphQL error with ``extensions.code``.
 
-Resolvers raise the subclasses of :class:`BookQLError`. The :class:`ErrorCodes` extension
+Resolvers (and the business logic under them) raise the subclasses of
+:class:`bookql.core.errors.BookQLError`, which carry their code. The :class:`ErrorCodes` extension
 tags parse and validation failures with their codes, turns graphql-core's own input
 errors into ``BAD_USER_INPUT``, a database that is down or too slow into
 ``SERVICE_UNAVAILABLE`` or ``TIMEOUT``, and masks anything else as
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator
-from enum import StrEnum
 from typing import Any
 
 from graphql import GraphQLError
@@ -21,88 +21,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from strawberry.extensions import SchemaExtension
 
+from bookql.core.errors import BookQLError, ErrorCode, ServiceUnavailable, Timeout
+
 log = logging.getLogger("bookql.errors")
-
-
-class ErrorCode(StrEnum):
-    BAD_USER_INPUT = "BAD_USER_INPUT"
-    UNAUTHENTICATED = "UNAUTHENTICATED"
-    FORBIDDEN = "FORBIDDEN"
-    NOT_FOUND = "NOT_FOUND"
-    CONFLICT = "CONFLICT"
-    RATE_LIMITED = "RATE_LIMITED"
-    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
-    TIMEOUT = "TIMEOUT"
-    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
-    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
-    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
-    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
-
-
-class ErrorReason(StrEnum):
-    """``extensions.reason``: why, where a client can act on it beyond the code."""
-
-    TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 (a name): refresh, then send it again
-
-
-class BookQLError(Exception):
-    """An expected failure, reported to the client with its code and message."""
-
-    code: ErrorCode = ErrorCode.INTERNAL_SERVER_ERROR
-
-    def __init__(self, message: str, **extensions: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extensions: dict[str, Any] = {"code": self.code.value, **extensions}
-
-
-class BadUserInput(BookQLError):
-    code = ErrorCode.BAD_USER_INPUT
-
-
-class Unauthenticated(BookQLError):
-    code = ErrorCode.UNAUTHENTICATED
-
-
-class AccessTokenExpired(Unauthenticated):
-    """The access token was good and is now too old: the one refusal a client mends itself."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "access token expired: refresh it, or sign in again",
-            reason=ErrorReason.TOKEN_EXPIRED.value,
-        )
-
-
-class Forbidden(BookQLError):
-    code = ErrorCode.FORBIDDEN
-
-
-class NotFound(BookQLError):
-    code = ErrorCode.NOT_FOUND
-
-
-class Conflict(BookQLError):
-    code = ErrorCode.CONFLICT
-
-
-class RateLimited(BookQLError):
-    code = ErrorCode.RATE_LIMITED
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, retryAfter=retry_after)
-
-
-class QueryTooComplex(BookQLError):
-    code = ErrorCode.QUERY_TOO_COMPLEX
-
-
-class Timeout(BookQLError):
-    code = ErrorCode.TIMEOUT
-
-
-class ServiceUnavailable(BookQLError):
-    code = ErrorCode.SERVICE_UNAVAILABLE
 
 
 # SQLite reports bugs (a syntax error) as OperationalError too: only these are outages.

@@ -13,8 +13,8 @@ from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from strawberry.types import ExecutionResult
 
 from bookql.accounts.auth import RequestAuth
-from bookql.api.errors import BookQLError
 from bookql.core.config import Settings
+from bookql.core.errors import BookQLError
 
 DOCUMENT_CACHE_SIZE = 128
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
-from bookql.api.errors import ErrorCode
+from bookql.core.errors import ErrorCode
 
 
 class OneOperation(SchemaExtension):

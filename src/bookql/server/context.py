@@ -1,4 +1,8 @@
-"""The typed per-request context: settings, the engine, and fresh DataLoaders."""
+"""The typed per-request context: settings, the engine, and fresh DataLoaders.
+
+The one concrete context, above the domains. Each domain (and the toolkit) declares what it
+needs as a Protocol; :func:`_serves_every_layer` has mypy check that this context fits them all.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,16 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from bookql.accounts.auth import RequestAuth
+from bookql.accounts.graphql.context import AccountsContext
 from bookql.accounts.live import LiveSessions
 from bookql.accounts.service import Accounts
+from bookql.catalog.graphql.context import CatalogContext
 from bookql.catalog.graphql.loaders import CatalogLoaders
 from bookql.core.config import Settings
+from bookql.crawls.graphql.context import CrawlsContext
 from bookql.crawls.launcher import CrawlLauncher
+from bookql.graphql.context import RequestContext
+from bookql.ml.graphql.context import MlContext
 from bookql.ml.service import PriceService
 
 
@@ -60,3 +69,10 @@ def socket_credentials(payload: dict[str, Any]) -> str | None:
 
 
 Info: TypeAlias = strawberry.Info[Context, None]
+
+
+def _serves_every_layer(
+    context: Context,
+) -> tuple[RequestContext, AccountsContext, CatalogContext, CrawlsContext, MlContext]:
+    """Never called: mypy checks here that ``Context`` gives each layer what it declared."""
+    return context, context, context, context, context

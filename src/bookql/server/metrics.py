@@ -5,17 +5,15 @@ writes its samples to files there and a scrape, answered by any worker, adds the
 (prometheus-client's multiprocess mode); a single process serves its own registry. Jobs
 are counted in the database at scrape time, so workers on other machines count too.
 
-Label values come from small fixed sets (routes, codes, outcomes), except operation names,
-which clients choose: those are kept to valid GraphQL names and to the first
-``MAX_OPERATION_NAMES`` seen, the rest counted as ``other``.
+The metrics themselves are defined in ``bookql.core.metrics``; label values come from small
+fixed sets (routes, codes, outcomes), and operation names are bounded by
+``bookql.graphql.metrics``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -23,9 +21,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     generate_latest,
     multiprocess,
 )
@@ -37,101 +32,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from strawberry.extensions import SchemaExtension
 
-from bookql.api.errors import ErrorCode, error_code
+from bookql.core.metrics import POOL_IN_USE, POOL_SIZE
 
 log = logging.getLogger("bookql.metrics")
-MAX_OPERATION_NAMES = 200
-_OPERATION_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-HTTP_REQUESTS = Counter(
-    "bookql_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
-)
-HTTP_SECONDS = Histogram(
-    "bookql_http_request_duration_seconds",
-    "Time to answer an HTTP request (to the end of its body)",
-    ["route"],
-    buckets=_LATENCY_BUCKETS,
-)
-OPERATIONS = Counter(
-    "bookql_graphql_operations_total",
-    "GraphQL operations by name, type and outcome (ok, error, rejected)",
-    ["operation", "type", "outcome"],
-)
-OPERATION_SECONDS = Histogram(
-    "bookql_graphql_operation_duration_seconds",
-    "Time to execute a GraphQL operation",
-    ["type"],
-    buckets=_LATENCY_BUCKETS,
-)
-ERRORS = Counter("bookql_graphql_errors_total", "GraphQL errors by extensions.code", ["code"])
-PREDICTIONS = Counter(
-    "bookql_predictions_total", "Price predictions made, by model version", ["model_version"]
-)
-POOL_IN_USE = Gauge(
-    "bookql_db_connections_in_use",
-    "Database connections checked out of each pool",
-    ["pool"],
-    multiprocess_mode="livesum",
-)
-POOL_SIZE = Gauge(
-    "bookql_db_pool_size",
-    "Connections each pool keeps (beyond it, overflow)",
-    ["pool"],
-    multiprocess_mode="livemax",
-)
-
-_seen_operations: set[str] = set()
-
-
-def operation_label(name: str | None) -> str:
-    """A bounded label for a client-chosen operation name."""
-    if not name:
-        return "anonymous"
-    if name in _seen_operations:
-        return name
-    if not _OPERATION_NAME.match(name) or len(_seen_operations) >= MAX_OPERATION_NAMES:
-        return "other"
-    _seen_operations.add(name)
-    return name
-
-
-def record_operation(
-    name: str | None, kind: str, codes: Iterable[str], seconds: float | None
-) -> None:
-    """One GraphQL operation: its outcome from its error codes, and how long it ran."""
-    codes = list(codes)
-    rejected = {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "QUERY_TOO_COMPLEX"}
-    if not codes:
-        outcome = "ok"
-    elif all(code in rejected for code in codes):
-        outcome = "rejected"
-    else:
-        outcome = "error"
-    OPERATIONS.labels(operation_label(name), kind, outcome).inc()
-    for code in codes:
-        ERRORS.labels(code).inc()
-    if seconds is not None:
-        OPERATION_SECONDS.labels(kind).observe(seconds)
-
-
-class OperationMetrics(SchemaExtension):
-    """Counts every operation the standard executor runs, once its errors carry their codes
-    (so it must come before ``ErrorCodes`` in the extension list: it finishes after it)."""
-
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        context = self.execution_context
-        errors = (context.result.errors if context.result else None) or []
-        codes = [error_code(e) or ErrorCode.INTERNAL_SERVER_ERROR.value for e in errors]
-        try:
-            kind = context.operation_type.value
-        except RuntimeError:  # no operation to speak of: unparsable, or no such operation name
-            kind = "unknown"
-        record_operation(context.operation_name, kind, codes, time.perf_counter() - started)
 
 
 def watch_pool(engine: Engine, name: str) -> None:

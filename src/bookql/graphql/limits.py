@@ -36,9 +36,9 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from bookql.api.errors import ErrorCode
-from bookql.api.nesting import variables_message, variables_too_deep
-from bookql.api.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from bookql.core.errors import ErrorCode
+from bookql.graphql.nesting import variables_message, variables_too_deep
+from bookql.graphql.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 LIST_ESTIMATE = 50  # a plain list (categories, stats rows) is assumed this long
 

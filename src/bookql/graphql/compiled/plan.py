@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import (
-    TYPE_CHECKING,
     Any,
     Concatenate,
     ParamSpec,
@@ -28,10 +27,7 @@ from graphql.execution.values import VariableValues, get_argument_values
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bookql.api.compiled.reads import SyncReads, complete
-
-if TYPE_CHECKING:
-    from bookql.accounts.auth import RequestAuth
+from bookql.graphql.compiled.reads import SyncReads, complete
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -114,8 +110,9 @@ RootFetch: TypeAlias = Callable[[Run], Any]
 RootCompiler: TypeAlias = Callable[[PlannedField], RootFetch]
 """Turns a planned root field into its fetch, or raises ``Unsupported``."""
 
-Guard: TypeAlias = Callable[["RequestAuth"], Awaitable[None]]
-"""A root field's permission: raises the domain's error to refuse the caller."""
+Guard: TypeAlias = Callable[[Any], Awaitable[None]]
+"""A root field's permission, given the caller's auth as the server passes it to
+``CompiledQueries.execute``: raises the domain's error to refuse the caller."""
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,14 @@ from strawberry.extensions import DisableIntrospection, ParserCache, ValidationC
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionResult
 
-from bookql.accounts.graphql.permissions import check_catalog_access
+from bookql.accounts.graphql.permissions import require_catalog_reader
 from bookql.accounts.graphql.schema import AccountsMutation, AccountsQuery, load_user_node
 from bookql.accounts.graphql.types import User
-from bookql.api.context import Info
-from bookql.api.errors import ErrorCode, ErrorCodes
-from bookql.api.limits import Limits, QueryLimits, shape_rule
-from bookql.api.metrics import OperationMetrics, record_operation
-from bookql.api.operation_choice import OneOperation
-from bookql.api.relay import Node, from_global_id
 from bookql.catalog.graphql.mutations import CatalogMutation
 from bookql.catalog.graphql.schema import CatalogQuery, load_book, load_category
 from bookql.catalog.graphql.types import Book, Category
 from bookql.core.config import Settings
+from bookql.core.errors import ErrorCode
 from bookql.crawls.graphql.schema import (
     CrawlsMutation,
     CrawlsQuery,
@@ -32,6 +27,11 @@ from bookql.crawls.graphql.schema import (
     load_crawl_run_node,
 )
 from bookql.crawls.graphql.types import CrawlRun
+from bookql.graphql.errors import ErrorCodes
+from bookql.graphql.limits import Limits, QueryLimits, shape_rule
+from bookql.graphql.metrics import OperationMetrics, record_operation
+from bookql.graphql.operation_choice import OneOperation
+from bookql.graphql.relay import Node, from_global_id
 from bookql.ml.graphql.schema import (
     MlMutation,
     MlQuery,
@@ -40,18 +40,21 @@ from bookql.ml.graphql.schema import (
     load_prediction_node,
 )
 from bookql.ml.graphql.types import ModelVersion, PricePrediction
+from bookql.server.context import Info
 
 DOCUMENT_CACHE_SIZE = 1000
 
 
-NodeLoader = Callable[[Info, str], Awaitable[Any]]
+# Each domain's loader takes its own Info: strawberry.Info is invariant in its context, and
+# the server's Context fits every domain's declaration (checked in bookql.server.context).
+NodeLoader = Callable[[Any, str], Awaitable[Any]]
 
 
 def _catalog(load: NodeLoader) -> NodeLoader:
     """``node`` for a catalogue type applies the catalogue's own permission first."""
 
     async def checked(info: Info, key: str) -> Any:
-        await check_catalog_access(info)
+        await require_catalog_reader(info.context.auth, info.context.settings)
         return await load(info, key)
 
     return checked

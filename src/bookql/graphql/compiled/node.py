@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeAlias
 
-from bookql.api.compiled.plan import Fallback, PlannedField, RootCompiler, RootFetch, Run
-from bookql.api.relay import from_global_id
+from bookql.graphql.compiled.plan import Fallback, PlannedField, RootCompiler, RootFetch, Run
+from bookql.graphql.relay import from_global_id
 
 NodeFetch: TypeAlias = Callable[[Run, str], Any]
 """One object of a type by the key in its global id, as JSON (or None when there is none)."""

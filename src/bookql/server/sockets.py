@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bookql.api.errors import ErrorCode
-from bookql.api.nesting import ENVELOPE, json_depth, variables_message, variables_too_deep
+from bookql.core.errors import ErrorCode
+from bookql.graphql.nesting import ENVELOPE, json_depth, variables_message, variables_too_deep
 
 TRY_AGAIN_LATER = 1013
 IDLE_CLOSE = 1000

@@ -23,11 +23,12 @@ from starlette.types import Receive, Scope, Send
 from bookql.accounts.auth import RequestAuth
 from bookql.accounts.live import LiveSessions, SessionEnded, Stream
 from bookql.accounts.service import Accounts
-from bookql.api.errors import BadUserInput, BookQLError, ErrorCode, dependency_error
-from bookql.api.slots import Kind, UserSlots
-from bookql.api.view import error_response
+from bookql.core.errors import BadUserInput, BookQLError, ErrorCode
+from bookql.graphql.errors import dependency_error
+from bookql.graphql.slots import Kind, UserSlots
 from bookql.ml.dataset import TrainingData, book_id_after
 from bookql.ml.export_files import FileFormat, stream_file
+from bookql.server.view import error_response
 
 DEFAULT_BATCH_SIZE = 10_000
 STATUS = {

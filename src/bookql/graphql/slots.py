@@ -24,8 +24,8 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bookql.api.context import Info
-from bookql.api.errors import RateLimited
+from bookql.core.errors import RateLimited
+from bookql.graphql.context import Info
 
 log = logging.getLogger(__name__)
 

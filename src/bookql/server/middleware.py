@@ -13,7 +13,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bookql.api.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from bookql.core.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 access_log = logging.getLogger("bookql.access")
 

@@ -1,6 +1,8 @@
 """Every table of every domain, imported so the shared metadata is complete.
 
-Alembic and the schema tests read ``metadata`` from here; a new domain adds its models below.
+The domains' tables register on ``bookql.db.base.metadata``; ``db`` imports no domain, so
+this composition does. The schema tests (and anyone autogenerating a migration) read
+``metadata`` from here; a new domain adds its tables below.
 """
 
 from bookql.accounts import tables as accounts_tables

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 
 from sqlalchemy import ColumnElement, Label, TableClause
 
-from bookql.api.compiled.plan import Run
+from bookql.graphql.compiled.plan import Run
 
 Getter: TypeAlias = Callable[[Any], Any]
 """A row (or any source) to one JSON value."""

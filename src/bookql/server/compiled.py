@@ -1,10 +1,8 @@
-"""The compiled query path: validated query documents become plans, run in one thread hop.
+"""The compiled query path, assembled: the domains' root fields on the toolkit's engine.
 
-``planner`` turns a document and operation into a plan once (cached), ``executor`` runs
-it for a request with the standard path's per-request checks, ``node`` dispatches
-``node(id:)`` by type, and ``rows`` builds response objects from rows. The domains compile
-their own fields; ``compiled_queries`` assembles them. Whatever a plan does not cover is
-left to Strawberry's executor, the reference.
+The engine is ``bookql.graphql.compiled`` (planner, executor, node dispatch, rows); the
+catalogue compiles its own fields (``bookql.catalog.graphql.compiled``). Here they meet,
+with the catalogue's permission as the guard of its roots.
 """
 
 from __future__ import annotations
@@ -15,14 +13,12 @@ from graphql import GraphQLInterfaceType
 
 from bookql.accounts.auth import RequestAuth
 from bookql.accounts.graphql.permissions import require_catalog_reader
-from bookql.api.compiled.executor import CompiledQueries
-from bookql.api.compiled.node import node_compiler
-from bookql.api.compiled.plan import RootField
 from bookql.catalog.graphql.compiled import NODES, ROOTS
 from bookql.core.config import Settings
 from bookql.db.blocking import BlockingDatabase
-
-__all__ = ["CompiledQueries", "compiled_queries", "compiled_roots"]
+from bookql.graphql.compiled.executor import CompiledQueries
+from bookql.graphql.compiled.node import node_compiler
+from bookql.graphql.compiled.plan import RootField
 
 
 def compiled_roots(schema: Any, settings: Settings) -> dict[str, RootField]:
