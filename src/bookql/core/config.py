@@ -278,6 +278,38 @@ class Settings(BaseSettings):
         description="a user's stream or export slot in Redis lapses unless its worker "
         "renews it (every third of this): a killed worker's slots free themselves",
     )
+    # Persisted queries (bookql.server.persisted): Apollo's APQ and trusted documents.
+    persisted_queries: bool = Field(
+        default=True,
+        description="Apollo's automatic persisted queries: a client may send a query's "
+        "sha256 alone once the server has it",
+    )
+    persisted_queries_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="how long a registered query stays in Redis unless used again",
+    )
+    persisted_queries_max_entries: int = Field(
+        default=10_000,
+        ge=10,
+        description="registered queries kept (per process, or in Redis across workers); "
+        "the least recently registered go first",
+    )
+    persisted_queries_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=100_000,
+        description="the text a process keeps of registered queries without Redis",
+    )
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="a JSON manifest of known operations, read at start "
+        "(GraphQL Code Generator's persisted-documents.json, Relay's, or Apollo's)",
+    )
+    trusted_documents_only: bool = Field(
+        default=False,
+        description="refuse every document not in the manifest (administrators excepted) "
+        "and every persisted-query registration",
+    )
     # live sessions: sockets and streams act as their users are now
     session_poll_seconds: float = Field(
         default=1.0,
@@ -339,7 +371,7 @@ class Settings(BaseSettings):
             raise ValueError("expected redis://HOST:PORT/DB, rediss://… or unix://…")
         return value or None
 
-    @field_validator("data_dir", "models_dir", "crawler_dir", mode="after")
+    @field_validator("data_dir", "models_dir", "crawler_dir", "trusted_documents", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None

@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     RATE_LIMITED = "RATE_LIMITED"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
     TIMEOUT = "TIMEOUT"
@@ -43,6 +44,10 @@ class ErrorReason(StrEnum):
     """``extensions.reason``: why, where a client can act on it beyond the code."""
 
     TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 (a name): refresh, then send it again
+    # Persisted queries (bookql.server.persisted):
+    PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"  # the sha256 is not the query's
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"  # APQ off, or another version
+    TRUSTED_DOCUMENTS_ONLY = "TRUSTED_DOCUMENTS_ONLY"  # the document is not in the manifest
 
 
 class BookQLError(Exception):

@@ -32,6 +32,7 @@ from bookql.server.health import healthz, readyz
 from bookql.server.job_kinds import build_worker
 from bookql.server.metrics import JobsCollector, MetricsEndpoint, process_exited, watch_pool
 from bookql.server.middleware import RequestIdMiddleware, RequestLog, SizeLimits
+from bookql.server.persisted import PersistedQueries
 from bookql.server.schema import build_schema
 from bookql.server.sockets import SocketLimits, SocketLimitSettings
 from bookql.server.view import GraphQLApp
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         {Kind.STREAM: settings.max_streams_per_user, Kind.EXPORT: settings.max_exports_per_user},
         settings.stream_slot_lease_seconds,
     )
-    graphql = GraphQLApp(build_schema(settings), settings, engine, accounts, crawls, ml, live)
+    schema = build_schema(settings)
+    persisted = PersistedQueries.of(settings, schema._schema, redis)
+    graphql = GraphQLApp(schema, settings, engine, accounts, crawls, ml, live, persisted)
     watch_pool(engine.sync_engine, "async")
     watch_pool(blocking.engine, "blocking")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import suppress
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -60,6 +61,7 @@ from bookql.server.context import Context
 from bookql.server.cors import OriginPolicy
 from bookql.server.graphiql import graphiql_page
 from bookql.server.middleware import request_id_of
+from bookql.server.persisted import PersistedQueries, Refusal, admin_check, is_admin
 from bookql.server.streams import guarded, is_subscription
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -234,6 +236,15 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         if holder is not None and holder.ended is not None:
             await self._close_forbidden()
             return
+        persisted: PersistedQueries | None = getattr(self.view, "persisted", None)
+        payload: Any = message.get("payload")
+        if persisted is not None and isinstance(payload, dict):  # as over HTTP
+            outcome = await persisted.document(payload, partial(is_admin, self.context.auth))
+            if isinstance(outcome, Refusal):
+                error = {"id": message["id"], "type": "error", "payload": [outcome.error()]}
+                await self.send_message(cast(Any, error))
+                return
+            message = {**message, "payload": cast(Any, outcome)}
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
@@ -257,6 +268,7 @@ class GraphQLApp(GraphQL[Context, None]):
         crawls: CrawlLauncher,
         ml: PriceService,
         live: LiveSessions | None = None,
+        persisted: PersistedQueries | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -274,6 +286,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.ml = ml
         self.origins = OriginPolicy.of(settings)
         self.live = live
+        self.persisted = persisted
         self.compiled: CompiledQueries | None = None
         if settings.compiled_queries:
             self.compiled = compiled_queries(schema, settings, accounts.blocking)
@@ -312,6 +325,11 @@ class GraphQLApp(GraphQL[Context, None]):
                 f"the request body is larger than {self.settings.max_request_bytes} bytes",
                 ErrorCode.QUERY_TOO_COMPLEX,
             )
+        if self.persisted is not None:  # a hash becomes its document, or a refusal
+            resolved = await self.persisted.resolve(request, admin_check(self.accounts, request))
+            if isinstance(resolved, Response):
+                return resolved
+            request = resolved
         if self.compiled is not None:
             compiled = await self._compiled_response(request, self.compiled)
             if compiled is not None:
