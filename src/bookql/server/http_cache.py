@@ -40,7 +40,7 @@ DATA_VERSION = text("SELECT sum(bumps) FROM catalog_data_version")
 
 HTTP_CACHE = Counter(
     "bookql_http_cache_total",
-    "GraphQL GET requests by caching outcome: not_modified (304, nothing executed), "
+    "GraphQL HTTP answers by caching outcome: not_modified (304, nothing executed), "
     "tagged (executed, answered with an ETag) or uncacheable (no-store)",
     ["outcome"],
 )
