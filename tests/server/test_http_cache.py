@@ -22,6 +22,7 @@ from bookql.catalog.store import mark_unseen_removed, upsert_books
 from bookql.db.engine import async_write_transaction, create_async_db_engine, create_sync_engine
 from bookql.db.types import utcnow
 from tests.admin_session import AdminClient, admin_session, seed
+from tests.catalog.test_importing import jsonl, run_import
 from tests.conftest import ScratchDatabase, app_client
 from tests.test_catalog_admin import global_id
 
@@ -273,6 +274,14 @@ async def test_every_write_path_moves_the_tag(empty_db: ScratchDatabase) -> None
         async with async_write_transaction(engine) as conn:  # a re-crawl: lastSeenAt moves
             await upsert_books(conn, [record("crawled-0001", "Crawled Book")])
         await moved()
+        sync_engine = create_sync_engine(empty_db.settings())
+        try:  # `bookql import`, new books and then changed ones
+            run_import(sync_engine, jsonl([record("imported-0001", "Imported")]))
+            await moved()
+            run_import(sync_engine, jsonl([record("imported-0001", "Imported again")]))
+            await moved()
+        finally:
+            sync_engine.dispose()
         upc_id = global_id("Book", "crawled-0001")
         await admin.admin(  # an administrator's edit
             'mutation($id: ID!) { updateBook(input: {id: $id, title: "Edited"}) { book { id } } }',

@@ -18,13 +18,14 @@ committed before its snapshot: equal sums mean equal data. (A maximum of per-tra
 sequence values would not: a transaction that took an earlier value and committed later
 would leave the maximum unchanged.) ``TRUNCATE`` bumps at once (no deferred trigger
 exists for it). SQLite already runs one writer at a time: its triggers bump slot 0 on each
-row.
+row. Unlike the triggers 0012 gates, these do not stand aside for ``bookql import``: an
+import must move the version too (its rows' deferred events return at once after the first).
 
 Slot 0 starts at a random offset, so a database created anew does not replay the versions,
 and the tags, of the one it replaces.
 
-Revision ID: 0011_catalog_data_version
-Revises: 0010
+Revision ID: 0013_catalog_data_version
+Revises: 0012
 Create Date: 2026-12-04
 """
 
@@ -34,8 +35,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_catalog_data_version"
-down_revision: str | None = "0010"
+revision: str = "0013_catalog_data_version"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
