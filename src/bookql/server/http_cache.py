@@ -7,7 +7,7 @@ catalogue is public and caching is on. Its tag digests everything its answer dep
 the document, the variables (canonical JSON), ``operationName``, the response media type, the
 server's build (package version, a digest of its code and of its settings) and the
 catalogue's data version, which the database moves in the transaction of every catalogue
-write (migration ``0013_catalog_data_version``). The version is read before executing: an
+write (migration ``0014_catalog_data_version``). The version is read before executing: an
 answer tagged with it holds that data or newer, so a tag can only be older than its answer,
 never newer, and a ``304`` is only ever sent while nothing changed.
 

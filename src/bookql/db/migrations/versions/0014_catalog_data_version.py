@@ -24,8 +24,8 @@ import must move the version too (its rows' deferred events return at once after
 Slot 0 starts at a random offset, so a database created anew does not replay the versions,
 and the tags, of the one it replaces.
 
-Revision ID: 0013_catalog_data_version
-Revises: 0012
+Revision ID: 0014_catalog_data_version
+Revises: 0013
 Create Date: 2026-12-04
 """
 
@@ -35,8 +35,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_catalog_data_version"
-down_revision: str | None = "0012"
+revision: str = "0014_catalog_data_version"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
