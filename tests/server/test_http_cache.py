@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from bookql.api.compiled.executor import CompiledQueries
-from bookql.api.view import GraphQLApp
 from bookql.catalog.records import BookRecord
 from bookql.catalog.seed import seed_catalog
 from bookql.catalog.store import mark_unseen_removed, upsert_books
 from bookql.db.engine import async_write_transaction, create_async_db_engine, create_sync_engine
 from bookql.db.types import utcnow
+from bookql.graphql.compiled.executor import CompiledQueries
+from bookql.server.view import GraphQLApp
 from tests.admin_session import AdminClient, admin_session, seed
 from tests.catalog.test_importing import jsonl, run_import
 from tests.conftest import ScratchDatabase, app_client

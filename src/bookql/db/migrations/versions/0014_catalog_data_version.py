@@ -1,6 +1,6 @@
 """The catalogue's data version: moved by the database in the transaction of every write.
 
-HTTP caching (``bookql.api.http_cache``) puts it in each public answer's ``ETag``, and answers
+HTTP caching (``bookql.server.http_cache``) puts it in each public answer's ``ETag``, and answers
 ``304`` only while it is unchanged, so every change a public query can see must move it:
 any ``INSERT``, ``UPDATE`` or ``DELETE`` of ``books`` (``lastSeenAt`` included),
 ``categories``, ``book_descriptions`` and ``price_points``, whoever writes (admin, crawl, seed,
