@@ -278,7 +278,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.compiled: CompiledQueries | None = None
         if settings.compiled_queries:
             self.compiled = compiled_queries(schema, settings, accounts.blocking)
-        self.cache = HttpCache(settings, engine, schema._schema)
+        self.cache = HttpCache(settings, accounts.blocking, schema._schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
