@@ -17,6 +17,7 @@ Everything else, and any answer with errors, is ``Cache-Control: no-store``.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -43,6 +44,9 @@ HTTP_CACHE = Counter(
     "GraphQL HTTP answers by caching outcome: not_modified (304, nothing executed), "
     "tagged (executed, answered with an ETag) or uncacheable (no-store)",
     ["outcome"],
+)
+NOT_MODIFIED, TAGGED, UNCACHEABLE = (
+    HTTP_CACHE.labels(outcome) for outcome in ("not_modified", "tagged", "uncacheable")
 )
 
 
@@ -89,7 +93,7 @@ class Tagged:
         }
 
     def not_modified(self) -> Response:
-        HTTP_CACHE.labels("not_modified").inc()
+        NOT_MODIFIED.inc()
         return Response(status_code=304, headers=self.headers())
 
 
@@ -101,6 +105,7 @@ class HttpCache:
         self.max_age = settings.http_cache_max_age_seconds
         self.blocking = blocking
         self.inline = blocking.engine.dialect.name == "sqlite"
+        self._connection: Any = None
         self.build = server_build(settings) if self.enabled else ""
         self.queries = PublicQueries(schema, settings.max_query_tokens)
 
@@ -147,12 +152,25 @@ class HttpCache:
         network."""
         try:
             if self.inline:
-                found = self._read_version()
+                found = self._read_version_inline()
             else:
                 found = await self.blocking.run(self._read_version)
-        except DBAPIError:
+        except (DBAPIError, sqlite3.Error):
+            self._connection = None  # a fresh one next time
             return None
         return int(found) if found is not None else None
+
+    def _read_version_inline(self) -> Any:
+        """One statement on a connection of its own in autocommit (the engine's SQLite
+        connections are): a snapshot by itself, without a transaction around it."""
+        if self._connection is None:
+            self._connection = self.blocking.engine.raw_connection()
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(str(DATA_VERSION))
+            return cursor.fetchone()[0]
+        finally:
+            cursor.close()
 
     def _read_version(self) -> Any:
         with self.blocking.engine.connect() as conn:
@@ -162,9 +180,9 @@ class HttpCache:
     def mark(response: Response, tagged: Tagged | None, succeeded: bool) -> Response:
         """A successful cacheable answer gets its tag; every other answer ``no-store``."""
         if tagged is not None and succeeded and response.status_code == 200:
-            HTTP_CACHE.labels("tagged").inc()
+            TAGGED.inc()
             response.headers.update(tagged.headers())
         elif "cache-control" not in response.headers:
-            HTTP_CACHE.labels("uncacheable").inc()
+            UNCACHEABLE.inc()
             response.headers["Cache-Control"] = NO_STORE
         return response
