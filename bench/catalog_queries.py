@@ -17,6 +17,10 @@ side's (a warning names whatever bookql does differently). Targets: ``books(firs
 p50 within 3x of the hand-written one, ``book(upc:)`` within 2x, requests/s at 16 clients
 within 3x, ``stats`` within 2x.
 
+Side by side on the bookql server, ``books(first: 100)`` over GET answered in full and
+revalidated with its ``ETag`` (a ``304``, nothing executed): the ``304``'s p50 must be under a
+third of the full answer's.
+
     python -m bench.catalog_queries [--rounds 5] [--seconds 1.2] [--quick]
         [--database-url postgresql+psycopg://root@127.0.0.1:5432/test]
     python -m bench.catalog_queries --profile books [--side plain]   # where the time goes
@@ -41,6 +45,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -96,11 +101,12 @@ class Scenario:
     handwritten: Request
 
 
+BOOKS_QUERY = f"query Books {{ books(first: 100) {{ edges {{ node {{ {BOOK_FIELDS} }} }} }} }}"
 SCENARIOS = (
     Scenario(
         "books",
         "books(first: 100)",
-        _graphql(f"query Books {{ books(first: 100) {{ edges {{ node {{ {BOOK_FIELDS} }} }} }} }}"),
+        _graphql(BOOKS_QUERY),
         Request("GET", "/books?first=100"),
     ),
     Scenario(
@@ -349,6 +355,73 @@ def print_check(report: dict[str, Any]) -> None:
     print(table(rows))
 
 
+# -- revalidation: a 304 beside the full answer ----------------------------------------------
+
+REVALIDATION_LIMIT = 0.33
+BOOKS_GET = "/graphql?" + urlencode({"query": BOOKS_QUERY})
+
+
+def revalidation_requests(server: Server) -> tuple[Request, Request] | None:
+    """``books(first: 100)`` over GET in full, and with its tag (a 304); None when the
+    server gives no tag (a build without HTTP caching)."""
+    full = Request("GET", BOOKS_GET)
+    response = httpx.get(server.url + BOOKS_GET, headers={"accept": "application/json"})
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    etag = response.headers.get("etag")
+    if etag is None:
+        return None
+    return full, Request("GET", BOOKS_GET, headers=(f"if-none-match: {etag}",), status=304)
+
+
+def measure_revalidation(
+    load: LoadProcess, server: Server, rounds: int, seconds: float
+) -> dict[str, list[Block]] | None:
+    """Blocks of each, one client, alternating which goes first every round."""
+    requests = revalidation_requests(server)
+    if requests is None:
+        print("note: this build gives no ETag: the 304 is not measured")
+        return None
+    pairs = list(zip(("full", "not_modified"), requests, strict=True))
+    for _, request in pairs:  # warm up
+        load.run(server.url, request, 1, seconds / 3)
+    blocks: dict[str, list[Block]] = {"full": [], "not_modified": []}
+    for number in range(rounds):
+        for name, request in pairs if number % 2 == 0 else pairs[::-1]:
+            block = load.run(server.url, request, 1, seconds)
+            assert block.failures == 0, (name, block)
+            blocks[name].append(block)
+    return blocks
+
+
+def revalidation_figures(blocks: dict[str, list[Block]]) -> dict[str, Any]:
+    full, not_modified = medians(blocks["full"]), medians(blocks["not_modified"])
+    ratio_ = not_modified["p50_ms"] / full["p50_ms"]
+    return {
+        "full": full,
+        "not_modified": not_modified,
+        "ratio": ratio_,
+        "limit": REVALIDATION_LIMIT,
+        "ok": ratio_ < REVALIDATION_LIMIT,
+    }
+
+
+def print_revalidation(found: dict[str, Any]) -> None:
+    rows = [["books(first: 100) over GET, 1 client", "p50 ms", "p99 ms", "req/s"]]
+    for name, label in (("full", "full answer"), ("not_modified", "304 (If-None-Match)")):
+        figures = found[name]
+        rows.append(
+            [
+                label,
+                f"{figures['p50_ms']:.2f}",
+                f"{figures['p99_ms']:.2f}",
+                f"{figures['rps']:,.0f}",
+            ]
+        )
+    print(table(rows))
+    verdict = "PASS" if found["ok"] else "MISS"
+    print(f"304 / full answer p50: {found['ratio']:.2f}x (target < {found['limit']:g}x) {verdict}")
+
+
 # -- the measurement --------------------------------------------------------------------------
 
 
@@ -490,7 +563,12 @@ def print_targets(targets: list[dict[str, Any]]) -> None:
     print(table(rows))
 
 
-def report(blocks: Measured, args: argparse.Namespace, check_report: dict[str, Any]) -> None:
+def report(
+    blocks: Measured,
+    args: argparse.Namespace,
+    check_report: dict[str, Any],
+    revalidation: dict[str, list[Block]] | None = None,
+) -> None:
     figures: Figures = {
         name: {
             c: {side: medians(found) for side, found in by_side.items()}
@@ -508,6 +586,9 @@ def report(blocks: Measured, args: argparse.Namespace, check_report: dict[str, A
         print(f"note: this build has no {SETTING}: bookql and plain Strawberry run the same code")
     targets = evaluate(figures)
     print_targets(targets)
+    revalidated = revalidation_figures(revalidation) if revalidation else None
+    if revalidated is not None:
+        print_revalidation(revalidated)
     write_results(
         f"catalog_queries_{backend.lower()}",
         {
@@ -518,6 +599,7 @@ def report(blocks: Measured, args: argparse.Namespace, check_report: dict[str, A
             "code": code_version(),
             "check": check_report,
             "targets": targets,
+            "revalidation": revalidated,
             "figures": {
                 name: {str(c): by_side for c, by_side in by_clients.items()}
                 for name, by_clients in figures.items()
@@ -684,9 +766,12 @@ def main() -> None:
             with servers(env) as started:
                 verify_live(started)
                 blocks = measure(load, started, args.rounds, args.seconds)
+                revalidation = measure_revalidation(
+                    load, started["bookql"], args.rounds, args.seconds
+                )
         finally:
             load.close()
-    report(blocks, args, check_report)
+    report(blocks, args, check_report, revalidation)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,18 @@ from bench.harness import ROOT, percentile, pin
 
 @dataclass(frozen=True)
 class Request:
-    """One request, prepared once: method, path, body and the headers a JSON client sends."""
+    """One request, prepared once: method, path, body and the headers a JSON client sends,
+    plus any ``headers`` (``name: value`` lines); ``status`` is the answer that succeeds."""
 
     method: str
     path: str
     body: bytes = b""
+    headers: tuple[str, ...] = ()
+    status: int = 200
 
     def encode(self, host: str) -> bytes:
         head = [f"{self.method} {self.path} HTTP/1.1", f"host: {host}", "accept: application/json"]
+        head += self.headers
         if self.body:
             head += ["content-type: application/json", f"content-length: {len(self.body)}"]
         return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + self.body
@@ -55,9 +59,10 @@ class Block:
 
 
 async def _client(
-    host: str, port: int, request: bytes, deadline: float, timings: list[float]
+    host: str, port: int, request: bytes, deadline: float, timings: list[float], status: int
 ) -> int:
-    """Sends ``request`` over one connection until ``deadline``; returns the non-200 count."""
+    """Sends ``request`` over one connection until ``deadline``; returns how many answers
+    had another status than ``status``."""
     reader, writer = await asyncio.open_connection(host, port)
     failures = 0
     try:
@@ -68,7 +73,7 @@ async def _client(
             length = _content_length(head)
             await reader.readexactly(length)
             timings.append(time.perf_counter() - started)
-            if not head.startswith(b"HTTP/1.1 200 "):
+            if not head.startswith(f"HTTP/1.1 {status} ".encode()):
                 failures += 1
     finally:
         writer.close()
@@ -76,6 +81,8 @@ async def _client(
 
 
 def _content_length(head: bytes) -> int:
+    if head.startswith(b"HTTP/1.1 304 "):
+        return 0  # never a body
     for line in head.lower().split(b"\r\n"):
         if line.startswith(b"content-length:"):
             return int(line[15:])
@@ -89,7 +96,10 @@ async def run_block(url: str, request: Request, clients: int, seconds: float) ->
     timings: list[float] = []
     started = time.perf_counter()
     failures = await asyncio.gather(
-        *(_client(host, port, raw, started + seconds, timings) for _ in range(clients))
+        *(
+            _client(host, port, raw, started + seconds, timings, request.status)
+            for _ in range(clients)
+        )
     )
     elapsed = time.perf_counter() - started
     ms = [t * 1000 for t in timings]
@@ -116,7 +126,13 @@ class LoadProcess:
 
     def run(self, url: str, request: Request, clients: int, seconds: float) -> Block:
         assert self._process.stdin is not None and self._process.stdout is not None
-        spec = {"method": request.method, "path": request.path, "body": request.body.decode()}
+        spec = {
+            "method": request.method,
+            "path": request.path,
+            "body": request.body.decode(),
+            "headers": request.headers,
+            "status": request.status,
+        }
         order = {"url": url, "request": spec, "clients": clients, "seconds": seconds}
         self._process.stdin.write(json.dumps(order) + "\n")
         self._process.stdin.flush()
@@ -146,7 +162,13 @@ def _serve_orders() -> None:
     for line in sys.stdin:
         order: dict[str, Any] = json.loads(line)
         spec = order["request"]
-        request = Request(spec["method"], spec["path"], spec["body"].encode())
+        request = Request(
+            spec["method"],
+            spec["path"],
+            spec["body"].encode(),
+            tuple(spec.get("headers", ())),
+            spec.get("status", 200),
+        )
         block = loop.run_until_complete(
             run_block(order["url"], request, order["clients"], order["seconds"])
         )

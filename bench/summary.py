@@ -79,6 +79,19 @@ def _catalog(data: Results) -> list[Row]:
                 plain_ratio=target["plain_ratio"],
             )
         )
+    revalidation = data.get("revalidation")
+    if revalidation:
+        full, not_modified = revalidation["full"]["p50_ms"], revalidation["not_modified"]["p50_ms"]
+        rows.append(
+            Row(
+                "catalog",
+                "books(first: 100) GET 304 p50 ms @1",
+                f"{full:.2f} ms full answer",
+                f"{not_modified:.2f} ms",
+                revalidation["ratio"],
+                revalidation["limit"],
+            )
+        )
     for name, label in (("books", "books(first: 100)"), ("book", "book(upc:)"), ("stats", "stats")):
         found = data["figures"][name]["1"]
         hand, bookql, plain = (found[s]["p99_ms"] for s in ("handwritten", "bookql", "plain"))

@@ -129,6 +129,18 @@ class Settings(BaseSettings):
         description="serve the catalogue queries it covers through compiled plans "
         "(false: Strawberry's executor for everything)",
     )
+    http_cache: bool = Field(
+        default=True,
+        description="anonymous GET queries of the public catalogue get an ETag, Cache-Control "
+        "and 304 answers (false: every answer is no-store)",
+    )
+    http_cache_max_age_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="how long a cache may reuse a public answer before asking again "
+        "(Cache-Control max-age; 0: revalidate every time, a 304 while nothing changed)",
+    )
     introspection: bool | None = Field(
         default=None, description="GraphQL introspection; default: on except in production"
     )

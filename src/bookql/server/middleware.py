@@ -170,6 +170,7 @@ async def _refuse(send: Send, status: int, message: str) -> None:
         {"errors": [{"message": message, "extensions": {"code": "QUERY_TOO_COMPLEX"}}]}
     )
     headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    headers.append((b"cache-control", b"no-store"))
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -60,6 +60,7 @@ from bookql.server.compiled import compiled_queries
 from bookql.server.context import Context
 from bookql.server.cors import OriginPolicy
 from bookql.server.graphiql import graphiql_page
+from bookql.server.http_cache import NO_STORE, HttpCache
 from bookql.server.middleware import request_id_of
 from bookql.server.persisted import PersistedQueries, Refusal, admin_check, is_admin
 from bookql.server.streams import guarded, is_subscription
@@ -290,6 +291,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.compiled: CompiledQueries | None = None
         if settings.compiled_queries:
             self.compiled = compiled_queries(schema, settings, accounts.blocking)
+        self.cache = HttpCache(settings, accounts.blocking, schema._schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -311,6 +313,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 response = error_response(
                     refused.status_code, refused.reason, ErrorCode.BAD_USER_INPUT
                 )
+        response.headers.setdefault("Cache-Control", NO_STORE)
         await response(scope, receive, send)
 
     async def _respond(self, request: Request) -> Response:
@@ -328,30 +331,38 @@ class GraphQLApp(GraphQL[Context, None]):
         if self.persisted is not None:  # a hash becomes its document, or a refusal
             resolved = await self.persisted.resolve(request, admin_check(self.accounts, request))
             if isinstance(resolved, Response):
-                return resolved
+                return self.cache.mark(resolved, None, succeeded=False)
             request = resolved
-        if self.compiled is not None:
-            compiled = await self._compiled_response(request, self.compiled)
-            if compiled is not None:
-                return compiled
-        return await self.run(request)
+        accept = request.headers.get("accept")
+        streamed = accept is not None and any(stream in accept.lower() for stream in STREAMS)
+        operation = (
+            None if streamed else await plain_operation(request, self.settings.max_json_depth)
+        )
+        tagged = await self.cache.tag(request, operation, negotiate(accept))
+        if tagged is not None and tagged.matches(request.headers.get("if-none-match")):
+            return tagged.not_modified()
+        request.state.succeeded = False  # until an executor says otherwise
+        response = None
+        if self.compiled is not None and operation is not None:
+            response = await self._compiled_response(request, self.compiled, operation)
+        if response is None:
+            response = await self.run(request)
+        return self.cache.mark(response, tagged, request.state.succeeded)
 
     async def _compiled_response(
-        self, request: Request, compiled: CompiledQueries
+        self,
+        request: Request,
+        compiled: CompiledQueries,
+        operation: tuple[str, dict[str, Any] | None, str | None],
     ) -> Response | None:
         """The compiled path's answer, or None to let Strawberry's executor answer."""
-        accept = request.headers.get("accept")
-        if accept is not None and any(stream in accept.lower() for stream in STREAMS):
-            return None
-        operation = await plain_operation(request, self.settings.max_json_depth)
-        if operation is None:
-            return None
         query, variables, operation_name = operation
         auth = RequestAuth(self.accounts, lambda: request.headers.get("authorization"))
         body = await compiled.execute(query, operation_name, variables, auth)
         if body is None:
             return None
-        return Response(orjson.dumps(body), media_type=negotiate(accept))
+        request.state.succeeded = "errors" not in body
+        return Response(orjson.dumps(body), media_type=negotiate(request.headers.get("accept")))
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -409,6 +420,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         response: GraphQLHTTPResponse = await super().process_result(request, result)
+        request.state.succeeded = not result.errors
         media_type = negotiate(request.headers.get("accept"))
         sub_response = request.state.sub_response
         sub_response.headers["content-type"] = media_type
