@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bookql-installed
 
-.PHONY: install run test lint bench notebook clean
+.PHONY: install run test test-fast lint bench notebook clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	VENV=$(VENV) EXTRAS=dev PYTHON=$(PYTHON) sh scripts/install.sh
@@ -19,6 +19,10 @@ run: $(STAMP)
 # One pytest worker a core (at most 4: each takes a Redis database of its own, see conftest).
 test: lint
 	$(BIN)/pytest -n auto --maxprocesses=4
+
+# The tests not marked slow, without lint: a quick check while working (docs/testing.md).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow" -n auto --maxprocesses=4
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,7 +27,7 @@ from bench.harness import (
     times,
     write_results,
 )
-from tests.mirror import MirrorSite, serve_mirror
+from tests.support.mirror import MirrorSite, serve_mirror
 
 CRAWLER = Path(__file__).parents[1] / "crawler"
 EXTRA = [f for s in os.environ.get("BENCH_CRAWL_SETTINGS", "").split(",") if s for f in ("-s", s)]

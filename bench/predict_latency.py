@@ -33,7 +33,7 @@ from bench.harness import (
 )
 from bookql.ml.features import FEATURES, book_features
 from bookql.ml.store import ModelStore
-from tests.snapshot_truth import snapshot_books
+from tests.support.snapshot_truth import snapshot_books
 
 PREDICT = """mutation($u: String!) { predictPrice(input: {upc: $u}) { price modelVersion } }"""
 PREDICT_MANY = """mutation($items: [PredictPriceInput!]!) {

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bookql
 
 # Not modules to import: the ``python -m bookql`` entry point runs the command line, and
@@ -36,6 +38,7 @@ def test_the_module_list_is_whole() -> None:
     assert len(modules) > 100
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone(tmp_path: Path) -> None:
     result = tmp_path / "failures.json"
     script = Path(__file__).with_name("import_alone.py")

@@ -248,6 +248,7 @@ def changed_catalogue() -> tuple[list[BookRecord], list[BookRecord]]:
     return first, later
 
 
+@pytest.mark.slow
 def test_an_import_stores_exactly_what_the_crawler_stores(
     empty_db: ScratchDatabase, request: pytest.FixtureRequest
 ) -> None:
@@ -338,6 +339,7 @@ def test_a_failed_sqlite_import_resumes_where_it_stopped(engine: Engine) -> None
     assert count_books(engine) == 501
 
 
+@pytest.mark.slow
 def test_an_interrupted_sqlite_import_rerun_ends_as_a_clean_one(
     empty_db: ScratchDatabase, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -404,6 +406,7 @@ def test_seeded_books_are_the_crawlers(seeded_db: ScratchDatabase) -> None:
 # --- the command ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_command_reads_stdin_and_reports(tmp_path: Path) -> None:
     env = {"BOOKQL_DATA_DIR": str(tmp_path)}
 
@@ -499,6 +502,7 @@ def test_the_triggers_work_again_after_an_import(engine: Engine) -> None:
         assert conn.scalar(text(search)) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_sqlite_import_keeps_whole_batches_and_reruns_to_the_end(
     empty_db: ScratchDatabase, tmp_path: Path
 ) -> None:

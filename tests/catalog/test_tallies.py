@@ -27,10 +27,10 @@ from bookql.catalog.tallies import TallyFilter
 from bookql.db.engine import create_sync_engine
 from bookql.db.migrate import upgrade
 from tests.catalog.tallies_recount import TALLIES, assert_tallies_match, stored
+from tests.catalog.test_properties_filters import property_settings
 from tests.conftest import ScratchDatabase
-from tests.crawling import run_crawl
-from tests.mirror import MirrorSite, serve_mirror
-from tests.test_properties_filters import property_settings
+from tests.support.crawling import run_crawl
+from tests.support.mirror import MirrorSite, serve_mirror
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
 CATEGORIES = ("Poetry", "Travel", "Mystery")
@@ -209,6 +209,7 @@ def check_writes(
         check_counts(conn, bounds or [])
 
 
+@pytest.mark.slow
 def test_the_tallies_equal_a_recount_after_any_writes(engine: Engine) -> None:
     @property_settings(60)
     @given(st.lists(writes, max_size=12), st.lists(tally_filters, max_size=4))
@@ -234,6 +235,7 @@ def test_several_writes_in_one_transaction(engine: Engine) -> None:
         assert stored(conn, TALLIES[1]) == {(99, 1)}
 
 
+@pytest.mark.slow
 def test_the_migration_counts_the_books_already_there(blank_db: ScratchDatabase) -> None:
     engine = create_sync_engine(blank_db.settings())
     upgrade(engine, "0010")
@@ -251,6 +253,7 @@ def test_the_migration_counts_the_books_already_there(blank_db: ScratchDatabase)
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_crawls_keep_the_tallies(empty_db: ScratchDatabase) -> None:
     site = MirrorSite()
     engine = create_sync_engine(empty_db.settings())

@@ -1,6 +1,6 @@
 """Statistics and tallied counts read no book: every statement they send names only tallies
-(and ``categories``), on both databases. Their values are checked by tests/test_stats.py,
-tests/test_listing.py and the properties in test_tallies.py."""
+(and ``categories``), on both databases. Their values are checked by tests/catalog/test_stats.py,
+tests/catalog/test_listing.py and the properties in test_tallies.py."""
 
 from __future__ import annotations
 

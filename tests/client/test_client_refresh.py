@@ -23,10 +23,12 @@ import pytest
 
 from bookql.accounts.tokens import TokenCodec
 from bookql.client import BookQL, BookQLError, SessionEnded
+from tests.accounts.test_accounts import LOGIN, REFRESH, REGISTER, SECRET
 from tests.client.expiry import codec, expired_twin
 from tests.conftest import ScratchDatabase
-from tests.live import post_graphql, running_server, server_env
-from tests.test_accounts import LOGIN, REFRESH, REGISTER, SECRET
+from tests.support.live import post_graphql, running_server, server_env
+
+pytestmark = pytest.mark.slow  # a real bookql serve for the module
 
 PASSWORD = "correct horse battery"
 ME = "{ me { username } }"

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from ipykernel.kernelspec import write_kernel_spec
 
+from tests.accounts.test_accounts import REGISTER
 from tests.conftest import ScratchDatabase
-from tests.live import post_graphql, running_server, server_env
-from tests.test_accounts import REGISTER
+from tests.support.live import post_graphql, running_server, server_env
+
+pytestmark = pytest.mark.slow  # jupyter execute against a live server
 
 NOTEBOOK = Path(__file__).parents[2] / "examples" / "training_data.ipynb"
 PASSWORD = "correct horse battery"

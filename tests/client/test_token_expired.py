@@ -21,10 +21,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from bookql.accounts.tokens import ExpiredToken, InvalidToken, TokenType
 from bookql.db.types import utcnow
+from tests.accounts.test_accounts import SECRET
 from tests.client.expiry import codec, expired_twin
 from tests.conftest import ScratchDatabase
-from tests.sessions import ME, TRAINING_DATA, WS, Site, site
-from tests.test_accounts import SECRET
+from tests.support.sessions import ME, TRAINING_DATA, WS, Site, site
 
 EXPIRED = {"code": "UNAUTHENTICATED", "reason": "TOKEN_EXPIRED"}
 BOOKS = "{ books(first: 2) { edges { node { title } } } }"  # a query the compiled path plans
