@@ -21,10 +21,10 @@ from bookql.db.engine import async_write_transaction, create_async_db_engine, cr
 from bookql.db.types import utcnow
 from bookql.graphql.compiled.executor import CompiledQueries
 from bookql.server.view import GraphQLApp
-from tests.admin_session import AdminClient, admin_session, seed
+from tests.catalog.test_catalog_admin import global_id
 from tests.catalog.test_importing import jsonl, run_import
 from tests.conftest import ScratchDatabase, app_client
-from tests.test_catalog_admin import global_id
+from tests.support.admin_session import AdminClient, admin_session, seed
 
 BOOKS = "query Books { books(first: 3) { edges { node { upc title lastSeenAt } } } }"
 BOOK = "query Book($upc: String!) { book(upc: $upc) { upc title price } }"

@@ -19,11 +19,11 @@ from starlette.testclient import TestClient
 from bookql.core.errors import ConfigError
 from bookql.server.app import create_app
 from bookql.server.persisted import INDEX_KEY, KEY_PREFIX, LocalStore, RedisStore, TrustedDocuments
-from tests.admin_session import admin_session
+from tests.accounts.test_accounts import LOGIN, REGISTER
 from tests.conftest import IN_CI, ScratchDatabase, app_client, error_codes
-from tests.live import running_server, server_env
-from tests.paths import pair
-from tests.test_accounts import LOGIN, REGISTER
+from tests.support.admin_session import admin_session
+from tests.support.live import running_server, server_env
+from tests.support.paths import pair
 
 BOOKS = (
     "query TwoBooks($first: Int!) { books(first: $first) { totalCount edges { node { title } } } }"
@@ -286,6 +286,7 @@ async def test_redis_down_is_a_miss_not_a_failure(seeded_db: ScratchDatabase) ->
         assert error_codes(missing.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
 
 
+@pytest.mark.slow
 def test_two_workers_share_registrations(redis_url: str, tmp_path: Path) -> None:
     import redis as sync_redis
 
@@ -436,6 +437,7 @@ async def test_trusted_documents_without_only_mode(
 # --- Apollo Client ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_apollo_clients_persisted_query_link(tmp_path: Path) -> None:
     node = shutil.which("node")
     if node is None or not (APOLLO_DIR / "node_modules" / "@apollo" / "client").exists():

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 from bookql.cli.app import app
 from bookql.core.config import Settings
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 CONFIGURATION = DOCS / "configuration.md"
