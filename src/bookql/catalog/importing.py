@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from sqlalchemy import (
 from bookql.catalog.import_lines import BadLine, record_from_line
 from bookql.catalog.records import BookRecord
 from bookql.catalog.slugs import slugify
+from bookql.catalog.store import COMPARED_COLUMNS, PRICED_COLUMNS
 from bookql.catalog.tables import IMPORT
 from bookql.db.engine import write_transaction
 from bookql.db.types import UTCDateTime, utcnow
@@ -45,37 +46,7 @@ Existing = Literal["update", "skip"]
 OnError = Literal["skip", "fail"]
 SQLITE_BATCH = 2000
 
-_RECORD_COLUMNS = (
-    "upc",
-    "title",
-    "product_type",
-    "price_excl_tax_pence",
-    "price_incl_tax_pence",
-    "tax_pence",
-    "currency",
-    "availability",
-    "rating",
-    "num_reviews",
-    "description",
-    "category",
-    "image_url",
-    "product_url",
-)
-_BOOK_COLUMNS = (  # compared with the stored book, as ``upsert_books`` does
-    "title",
-    "product_type",
-    "price_excl_tax_pence",
-    "price_incl_tax_pence",
-    "tax_pence",
-    "currency",
-    "availability",
-    "rating",
-    "num_reviews",
-    "image_url",
-    "product_url",
-    "category_id",
-)
-_PRICED = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availability")
+_RECORD_COLUMNS = tuple(column.name for column in fields(BookRecord))
 _FEATURE_INPUTS = ("title", "rating", "availability")  # with the description (migration 0006)
 
 _staging_metadata = MetaData()
@@ -368,8 +339,8 @@ def _classify(conn: Connection, options: ImportOptions) -> None:
                 " ON s.upc = b.upc ORDER BY b.id FOR UPDATE OF b) locked"
             )
         )
-    book_changed = " OR ".join(f"b.{name} <> s.{name}" for name in _BOOK_COLUMNS)
-    priced = " OR ".join(f"b.{name} <> s.{name}" for name in _PRICED)
+    book_changed = " OR ".join(f"b.{name} <> s.{name}" for name in COMPARED_COLUMNS)
+    priced = " OR ".join(f"b.{name} <> s.{name}" for name in PRICED_COLUMNS)
     description_changed = f"d.description {distinct} s.description"
     inputs = " OR ".join(f"b.{name} <> s.{name}" for name in _FEATURE_INPUTS)
     kind = (
@@ -403,7 +374,7 @@ def _write_books(conn: Connection, now: datetime, *, bulk: bool) -> None:
     book's content and one more for its changed description, as migration 0009 counts."""
     stamp = bindparam("now", type_=UTCDateTime())
     source = bindparam("source", IMPORT, type_=String())
-    book_columns = ", ".join(_BOOK_COLUMNS)
+    book_columns = ", ".join(COMPARED_COLUMNS)
     new_version, next_version = (
         (
             ", CASE WHEN description IS NULL THEN 1 ELSE 2 END",
@@ -427,7 +398,7 @@ def _write_books(conn: Connection, now: datetime, *, bulk: bool) -> None:
             " (SELECT b.id FROM books b WHERE b.upc = import_staging.upc) WHERE kind = 'new'"
         )
     )
-    assignments = ", ".join(f"{name} = s.{name}" for name in _BOOK_COLUMNS)
+    assignments = ", ".join(f"{name} = s.{name}" for name in COMPARED_COLUMNS)
     conn.execute(
         text(
             f"UPDATE books SET {assignments}, last_seen_at = :now, removed_at = NULL,"  # noqa: S608

@@ -130,7 +130,8 @@ class UpsertCounts:
         )
 
 
-_COMPARED = (
+# What makes a stored book differ from a record (the import compares the same columns).
+COMPARED_COLUMNS = (
     "title",
     "product_type",
     "price_excl_tax_pence",
@@ -144,7 +145,8 @@ _COMPARED = (
     "product_url",
     "category_id",
 )
-_PRICED = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availability")
+# A change in these adds a price point.
+PRICED_COLUMNS = ("price_excl_tax_pence", "price_incl_tax_pence", "tax_pence", "availability")
 
 
 async def upsert_books(
@@ -185,13 +187,15 @@ async def upsert_books(
             new += 1
             priced_upcs.append(row["upc"])
             continue
-        changed = any(getattr(old, name) != row[name] for name in _COMPARED)
+        changed = any(getattr(old, name) != row[name] for name in COMPARED_COLUMNS)
         changed = changed or old.description != record.description or old.removed_at is not None
         updated, unchanged = (updated + 1, unchanged) if changed else (updated, unchanged + 1)
-        if any(getattr(old, name) != row[name] for name in _PRICED):
+        if any(getattr(old, name) != row[name] for name in PRICED_COLUMNS):
             priced_upcs.append(row["upc"])
     statement = insert_for(conn, books).values(values)
-    refreshed = {name: statement.excluded[name] for name in (*_COMPARED, "last_seen_at", "source")}
+    refreshed = {
+        name: statement.excluded[name] for name in (*COMPARED_COLUMNS, "last_seen_at", "source")
+    }
     statement = statement.on_conflict_do_update(
         index_elements=["upc"], set_={**refreshed, "removed_at": None}
     ).returning(books.c.id, books.c.upc)
