@@ -6,7 +6,9 @@ For each size, into a fresh migrated database per back end: the import of synthe
 into an empty catalogue, the same file again (every book unchanged), the crawler's
 ``upsert_books`` of the same records in its batches of 500 into another empty catalogue, and
 on PostgreSQL a plain ``COPY`` of the same rows into an unindexed table without triggers (the
-floor). Self-contained: it needs no server and nothing else under bench/.
+floor). Needs no server; scratch databases and timing come from ``bench.harness``. The
+records are made here: the import and the crawler's path read ``BookRecord`` objects, which
+``bench.synthetic`` (rows inserted by SQL, PostgreSQL only) does not make.
 """
 
 from __future__ import annotations
@@ -17,21 +19,19 @@ import io
 import json
 import random
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench.harness import scratch_database, set_up, table, timed
 from bookql.catalog.importing import import_catalog, read_lines
 from bookql.catalog.records import BookRecord
 from bookql.catalog.store import upsert_books
 from bookql.core.config import Settings
 from bookql.db.engine import async_write_transaction, create_async_db_engine, create_sync_engine
-from bookql.db.migrate import upgrade
 
 WORDS = [f"w{index}" for index in range(5000)]  # Zipf-like draws below: a few words are common
 CATEGORIES = [f"Category {index}" for index in range(50)]
@@ -90,53 +90,33 @@ def as_jsonl(records: list[BookRecord]) -> bytes:
 
 
 @contextmanager
-def scratch(backend: str, postgres: str | None, directory: Path) -> Iterator[Settings]:
-    if backend == "sqlite":
-        url = f"sqlite:///{directory / f'{uuid.uuid4().hex}.db'}"
+def scratch(postgres: str | None, directory: Path) -> Iterator[Settings]:
+    """A migrated scratch database (the harness's), as the settings ``bookql`` reads."""
+    with scratch_database(postgres, directory, "bookql_bench_import") as url:
+        set_up({"BOOKQL_DATABASE_URL": url, "BOOKQL_DATA_DIR": str(directory)}, seed=False)
         yield Settings.model_validate({"database_url": url, "data_dir": directory})
-        return
-    assert postgres is not None
-    base = make_url(postgres).set(drivername="postgresql+psycopg")
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"bookql_bench_import_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = base.set(database=name).render_as_string(hide_password=False)
-        yield Settings.model_validate({"database_url": url, "data_dir": directory})
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
-def timed(work: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
-
-
-def run(backend: str, count: int, postgres: str | None, directory: Path) -> dict[str, float]:
+def run(count: int, postgres: str | None, directory: Path) -> dict[str, float]:
+    """Books per second of each path into SQLite, or with ``postgres`` into PostgreSQL."""
     records = synthetic(count)
     data = as_jsonl(records)
     rates: dict[str, float] = {}
-    with scratch(backend, postgres, directory) as settings:
+    with scratch(postgres, directory) as settings:
         engine = create_sync_engine(settings)
-        upgrade(engine)
 
         def load() -> None:
             import_catalog(engine, read_lines(io.BytesIO(data)))
 
-        rates["import (new)"] = count / timed(load)
-        rates["import (unchanged)"] = count / timed(load)
-        if backend == "postgresql":
-            rates["plain COPY"] = count / timed(lambda: plain_copy(engine, records))
+        new, unchanged = timed(load, 2)  # the second run finds every book unchanged
+        rates["import (new)"] = count / new
+        rates["import (unchanged)"] = count / unchanged
+        if postgres is not None:
+            rates["plain COPY"] = count / timed(lambda: plain_copy(engine, records), 1)[0]
         engine.dispose()
-    with scratch(backend, postgres, directory) as settings:
-        engine = create_sync_engine(settings)
-        upgrade(engine)
-        engine.dispose()
-        rates["upsert_books (new)"] = count / timed(lambda: asyncio.run(crawl(settings, records)))
+    with scratch(postgres, directory) as settings:
+        (seconds,) = timed(lambda: asyncio.run(crawl(settings, records)), 1)
+        rates["upsert_books (new)"] = count / seconds
     return rates
 
 
@@ -184,13 +164,17 @@ def main() -> None:
     parser.add_argument("--books", type=int, nargs="+", default=[1000, 50_000])
     parser.add_argument("--postgres", help="a PostgreSQL URL to create scratch databases beside")
     arguments = parser.parse_args()
-    backends = ["sqlite", *(["postgresql"] if arguments.postgres else [])]
+    backends: dict[str, str | None] = {"sqlite": None}
+    if arguments.postgres:
+        postgres = make_url(arguments.postgres).set(drivername="postgresql+psycopg")
+        backends["postgresql"] = postgres.render_as_string(hide_password=False)
+    rows = [["backend", "books", "path", "books/s"]]
     with tempfile.TemporaryDirectory(prefix="bookql-import-bench-") as directory:
-        print(f"{'backend':<11} {'books':>7}  {'path':<20} {'books/s':>9}")
-        for backend in backends:
+        for backend, base_url in backends.items():
             for count in arguments.books:
-                for path, rate in run(backend, count, arguments.postgres, Path(directory)).items():
-                    print(f"{backend:<11} {count:>7}  {path:<20} {rate:>9.0f}", flush=True)
+                for path, rate in run(count, base_url, Path(directory)).items():
+                    rows.append([backend, str(count), path, f"{rate:.0f}"])
+    print(table(rows))
 
 
 if __name__ == "__main__":

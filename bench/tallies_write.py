@@ -12,8 +12,10 @@ old way (aggregates over ``books``) and from the tallies. Prints p50 in ms and t
     python -m bench.tallies_write [--rounds 9] [--large 100000]
         [--postgres postgresql+psycopg://root@127.0.0.1:5432/test] [--only sqlite|postgresql]
 
-Self-contained: scratch databases (a temporary SQLite file; a PostgreSQL database created
-beside the one named and dropped at the end).
+Scratch databases, set-up and the report's table come from ``bench.harness`` (a temporary
+SQLite file; a PostgreSQL database created beside the one named and dropped at the end). The
+large catalogue is loaded here rather than by ``bench.synthetic``: it must work on SQLite too,
+go into the seeded catalogue's categories and keep the tallies' triggers on while it loads.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -30,21 +31,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, create_engine, func, select, text
+from sqlalchemy import Integer, bindparam, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bench.harness import median, scratch_database, set_up, table, times
 from bookql.catalog import stats
 from bookql.catalog.admin import BookChanges, CatalogAdmin
 from bookql.catalog.records import BookRecord
-from bookql.catalog.seed import seed_catalog
 from bookql.catalog.snapshot import load_snapshot
 from bookql.catalog.store import upsert_books
 from bookql.catalog.tables import books, categories
 from bookql.catalog.tallies import TallyFilter
 from bookql.core.config import Settings
-from bookql.db.engine import async_write_transaction, create_async_db_engine, create_sync_engine
-from bookql.db.migrate import upgrade
+from bookql.db.engine import async_write_transaction, create_async_db_engine
 
 BATCH = 200
 ADMIN_UPDATES = 20
@@ -117,7 +117,7 @@ class Writes:
             "crawl batch: 200 new books": new,
             "crawl batch: 200 new prices and stock": moved,
             "crawl batch: 200 unchanged": unchanged,
-            "admin update of a price": statistics.median(admin),
+            "admin update of a price": median(admin),
         }
 
 
@@ -249,8 +249,8 @@ async def measure_reads(engine: AsyncEngine, rounds: int) -> dict[str, dict[bool
                     found.setdefault(name, {True: [], False: []})[on].append(
                         time.perf_counter() - start
                     )
-    for times in found.values():  # the first round warms the caches
-        for side in times.values():
+    for seconds in found.values():  # the first round warms the caches
+        for side in seconds.values():
             del side[0]
     return found
 
@@ -259,26 +259,27 @@ async def measure_reads(engine: AsyncEngine, rounds: int) -> dict[str, dict[bool
 
 
 def report(title: str, found: dict[str, dict[bool, list[float]]], labels: tuple[str, str]) -> None:
-    print(f"\n{title}")
-    print(f"  {'':52} {labels[0]:>12} {labels[1]:>12} {'ratio':>7}")
-    for name, times in found.items():
-        on, off = (statistics.median(times[side]) * 1000 for side in (True, False))
-        print(f"  {name:52} {off:12.2f} {on:12.2f} {on / off:7.2f}")
+    """p50 in ms without (off) and with (on) the tallies, and the ratio on / off."""
+    rows = [["", *labels, "ratio"]]
+    for name, seconds in found.items():
+        on, off = (median(seconds[side]) * 1000 for side in (True, False))
+        rows.append([name, f"{off:.2f}", f"{on:.2f}", times(on, off)])
+    print(f"\n{title}\n{table(rows)}")
 
 
-async def _database(url: str, data_dir: Path) -> AsyncEngine:
-    settings = Settings.model_validate({"database_url": url, "data_dir": data_dir})
-    sync = create_sync_engine(settings)
-    upgrade(sync)
-    sync.dispose()
-    engine = create_async_db_engine(settings)
-    await seed_catalog(engine)
-    return engine
+def _database(url: str, data_dir: Path) -> AsyncEngine:
+    """The scratch database migrated and seeded with the bundled catalogue (the harness's
+    ``set_up``), and an engine on it."""
+    data_dir.mkdir(exist_ok=True)
+    set_up({"BOOKQL_DATABASE_URL": url, "BOOKQL_DATA_DIR": str(data_dir)})
+    return create_async_db_engine(
+        Settings.model_validate({"database_url": url, "data_dir": data_dir})
+    )
 
 
 async def run(urls: dict[bool, str], data_dir: Path, rounds: int, large: int, name: str) -> None:
     """Writes on two databases (with and without the tallies), reads on the first."""
-    engines = {on: await _database(url, data_dir / str(on)) for on, url in urls.items()}
+    engines = {on: _database(url, data_dir / str(on)) for on, url in urls.items()}
     try:
         await drop_upkeep(engines[False])
         writes = await measure_writes(engines, rounds)
@@ -303,30 +304,20 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     args = parser.parse_args()
+    backends: dict[str, str | None] = {}
+    if args.only != "postgresql":
+        backends["sqlite"] = None
+    if args.only != "sqlite" and args.postgres:
+        postgres = make_url(args.postgres).set(drivername="postgresql+psycopg")
+        backends["postgresql"] = postgres.render_as_string(hide_password=False)
     with tempfile.TemporaryDirectory() as tmp:
-        for on in (True, False):
-            (Path(tmp) / str(on)).mkdir()
-        if args.only != "postgresql":
-            urls = {on: f"sqlite:///{Path(tmp) / f'tallies-{on}.db'}" for on in (True, False)}
-            asyncio.run(run(urls, Path(tmp), args.rounds, args.large, "sqlite"))
-        if args.only != "sqlite" and args.postgres:
-            base = make_url(args.postgres).set(drivername="postgresql+psycopg")
-            admin = create_engine(base, isolation_level="AUTOCOMMIT")
-            names = {on: f"bookql_bench_tallies_{uuid.uuid4().hex[:8]}" for on in (True, False)}
-            with admin.connect() as conn:
-                for name in names.values():
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-            try:
-                urls = {
-                    on: base.set(database=name).render_as_string(hide_password=False)
-                    for on, name in names.items()
-                }
-                asyncio.run(run(urls, Path(tmp), args.rounds, args.large, "postgresql"))
-            finally:
-                with admin.connect() as conn:
-                    for name in names.values():
-                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+        for name, base_url in backends.items():
+            with (
+                scratch_database(base_url, Path(tmp), "bookql_bench_tallies") as with_tallies,
+                scratch_database(base_url, Path(tmp), "bookql_bench_tallies") as without,
+            ):
+                urls = {True: with_tallies, False: without}
+                asyncio.run(run(urls, Path(tmp), args.rounds, args.large, name))
 
 
 if __name__ == "__main__":
