@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -110,6 +111,20 @@ async def test_revalidation_answers_304_without_executing(
             stale = await get(http, BOOKS, headers={"If-None-Match": other})
             assert stale.status_code == 200 and assert_tagged(stale) == etag
             assert executions
+
+
+async def test_servers_with_other_settings_tag_the_same_answer_alike(
+    seeded_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """A fleet behind one CDN: the executor, limits and paths differ, the tag must not."""
+    tags = []
+    for overrides in (
+        {},
+        {"compiled_queries": False, "max_query_cost": 5000, "data_dir": tmp_path},
+    ):
+        async with app_client(seeded_db.settings(**overrides)) as http:
+            tags.append(assert_tagged(await get(http, BOOKS)))
+    assert tags[0] == tags[1]
 
 
 async def test_the_tag_covers_document_variables_operation_name_and_media_type(

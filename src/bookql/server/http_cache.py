@@ -5,7 +5,7 @@ A request is cacheable when it is a GET of a query that reads only the public ca
 (``bookql.server.public_queries``), sends no ``Authorization`` and asks for no stream, while the
 catalogue is public and caching is on. Its tag digests everything its answer depends on:
 the document, the variables (canonical JSON), ``operationName``, the response media type, the
-server's build (package version, a digest of its code and of its settings) and the
+server's build (package version and a digest of its code) and the
 catalogue's data version, which the database moves in the transaction of every catalogue
 write (migration ``0014_catalog_data_version``). The version is read before executing: an
 answer tagged with it holds that data or newer, so a tag can only be older than its answer,
@@ -61,11 +61,15 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def server_build(settings: Settings) -> str:
-    """The package version, its code and the settings this process answers with."""
+def server_build() -> str:
+    """The package version and its code.
+
+    Settings are left out: none changes a successful public answer (limits only refuse, and
+    refusals are ``no-store``), and per-host settings (addresses, paths, the executor) must not
+    give two machines serving the same data different tags for the same answer.
+    """
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{bookql.__version__}\0{code_digest()}\0".encode())
-    digest.update(settings.model_dump_json().encode())
+    digest.update(f"{bookql.__version__}\0{code_digest()}".encode())
     return digest.hexdigest()
 
 
@@ -106,7 +110,7 @@ class HttpCache:
         self.blocking = blocking
         self.inline = blocking.engine.dialect.name == "sqlite"
         self._connection: Any = None
-        self.build = server_build(settings) if self.enabled else ""
+        self.build = server_build() if self.enabled else ""
         self.queries = PublicQueries(schema, settings.max_query_tokens)
 
     async def tag(
