@@ -36,6 +36,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from bookql.core.config import Settings
 from bookql.core.errors import ErrorCode
 from bookql.graphql.nesting import variables_message, variables_too_deep
 from bookql.graphql.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -85,6 +86,18 @@ class Limits:
     max_aliases: int
     max_cost: int
     max_json_depth: int = 32
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """The limits the settings set: the schema and the persisted-query store share them."""
+        return cls(
+            max_bytes=settings.max_query_bytes,
+            max_tokens=settings.max_query_tokens,
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_cost=settings.max_query_cost,
+            max_json_depth=settings.max_json_depth,
+        )
 
 
 def _fields(

@@ -287,14 +287,7 @@ class PersistedQueries:
         self.trusted = trusted
         self.enabled = settings.persisted_queries
         self.trusted_only = settings.trusted_documents_only
-        self.limits = Limits(
-            max_bytes=settings.max_query_bytes,
-            max_tokens=settings.max_query_tokens,
-            max_depth=settings.max_query_depth,
-            max_aliases=settings.max_query_aliases,
-            max_cost=settings.max_query_cost,
-            max_json_depth=settings.max_json_depth,
-        )
+        self.limits = Limits.of(settings)
         self.rules = (*specified_rules, shape_rule(self.limits))
 
     @classmethod

@@ -114,14 +114,7 @@ class BookQLSchema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> BookQLSchema:
     settings = settings or Settings()
-    limits = Limits(
-        max_bytes=settings.max_query_bytes,
-        max_tokens=settings.max_query_tokens,
-        max_depth=settings.max_query_depth,
-        max_aliases=settings.max_query_aliases,
-        max_cost=settings.max_query_cost,
-        max_json_depth=settings.max_json_depth,
-    )
+    limits = Limits.of(settings)
     shape = shape_rule(limits)
     extensions: list[Any] = [
         OperationMetrics,  # outermost: it counts what ErrorCodes has coded
