@@ -144,7 +144,8 @@ async def test_a_complete_crawl_never_retires_a_book_an_administrator_created(
     finally:
         await engine.dispose()
     assert source == "admin"
-    assert (await stored(client))["removedAt"] is None
+    book = await stored(client)
+    assert book is not None and book["removedAt"] is None
 
 
 ALL_MUTATIONS: list[tuple[str, dict[str, Any]]] = [
