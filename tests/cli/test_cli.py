@@ -65,6 +65,21 @@ def test_bad_configuration_stops_with_one_line(
     assert "pw@" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["seed"], ["import", "-"], ["users", "create", "root"], ["train"], ["jobs", "list"]],
+    ids=" ".join,
+)
+def test_commands_on_a_database_without_the_schema_say_what_to_run(
+    args: list[str], tmp_path: Path
+) -> None:
+    result = bookql(*args, env={"BOOKQL_DATA_DIR": str(tmp_path)}, stdin="")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "bookql: error: the database schema is behind: run `bookql db upgrade`"
+    ]
+
+
 def test_upgrade_and_seed_from_the_command_line(tmp_path: Path) -> None:
     env = {"BOOKQL_DATA_DIR": str(tmp_path)}
     assert "migrated to head" in bookql("db", "upgrade", env=env).stdout

@@ -11,6 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookql.core.config import Settings, get_settings
+from bookql.core.errors import StartupError
 from bookql.core.logs import configure_logging
 from bookql.db.engine import check_connection, create_sync_engine
 
@@ -19,10 +20,22 @@ def setup_logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-def connected_settings() -> Settings:
-    """The settings, once the database answers (else one line and exit 2)."""
+BEHIND = "the database schema is behind: run `bookql db upgrade`"
+
+
+def migrated_settings() -> Settings:
+    """The settings, once the database answers and its schema is the code's: a command that
+    reads or writes the catalogue says what to run instead of failing on a missing table."""
+    from bookql.db.migrate import is_at_head
+
     settings = get_settings()
-    check_connection(create_sync_engine(settings))
+    engine = create_sync_engine(settings)
+    try:
+        check_connection(engine)
+        if not is_at_head(engine):
+            raise StartupError(BEHIND)
+    finally:
+        engine.dispose()
     return settings
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookql.cli.common import async_engine, connected_settings
+from bookql.cli.common import async_engine, migrated_settings
 from bookql.core.config import get_settings
 from bookql.db.engine import check_connection, create_sync_engine, database_url
 from bookql.db.urls import redact
@@ -50,7 +50,7 @@ def seed() -> None:
     """Insert the bundled snapshot's missing books; never overwrites crawled data."""
     from bookql.catalog.seed import seed_catalog
 
-    settings = connected_settings()
+    settings = migrated_settings()
 
     async def run() -> None:
         async with async_engine(settings) as engine:

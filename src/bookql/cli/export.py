@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bookql.cli.common import async_engine, connected_settings, fail
+from bookql.cli.common import async_engine, fail, migrated_settings
 
 export_app = typer.Typer(help="Bulk data to files.", no_args_is_help=True)
 
@@ -43,7 +43,7 @@ def export_training_data(
         raise fail("--format must be one of jsonl, csv, parquet", code=2) from None
     if spreadsheet_safe and chosen is not FileFormat.CSV:
         raise fail("--spreadsheet-safe applies to --format csv only", code=2)
-    settings = connected_settings()
+    settings = migrated_settings()
     partial = output.with_name(f".{output.name}.partial")
 
     async def run() -> int:

@@ -21,9 +21,8 @@ from bookql.catalog.importing import (
     import_catalog,
     read_lines,
 )
-from bookql.core.config import get_settings
-from bookql.core.errors import StartupError
-from bookql.db.engine import check_connection, create_sync_engine
+from bookql.cli.common import migrated_settings
+from bookql.db.engine import create_sync_engine
 
 REPORTED_ERRORS = 20  # bad lines printed one by one; the rest are counted
 
@@ -121,14 +120,9 @@ def import_catalog_command(
     chosen_existing: Existing = "update" if existing == "update" else "skip"
     chosen_on_error: OnError = "fail" if on_error == "fail" else "skip"
     options = ImportOptions(chosen_existing, chosen_on_error, batch_size, from_line)
-    from bookql.db.migrate import is_at_head
-
-    settings = get_settings()
+    settings = migrated_settings()
     engine = create_sync_engine(settings)
     try:
-        check_connection(engine)
-        if not is_at_head(engine):
-            raise StartupError("the database schema is behind: run `bookql db upgrade`")
         with _open(path) as (stream, size), _progress_bar(size) as progress:
             lines = read_lines(stream, options.from_line, progress)
             summary = import_catalog(engine, lines, options)

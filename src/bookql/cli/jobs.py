@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookql.cli.common import async_engine, connected_settings, echo_outcome
+from bookql.cli.common import async_engine, echo_outcome, migrated_settings
 from bookql.core.config import Settings
 
 jobs_app = typer.Typer(help="Queued jobs: crawls and trainings.", no_args_is_help=True)
@@ -28,7 +28,7 @@ def jobs_list(
     """The newest jobs: kind, status, attempts, progress and the last error."""
     from bookql.jobs.queue import recent_jobs
 
-    settings = connected_settings()
+    settings = migrated_settings()
 
     async def run() -> list[str]:
         async with async_engine(settings) as engine:
@@ -69,7 +69,7 @@ def jobs_prune(
 
 def _change(work: Callable[[Settings, AsyncEngine], Awaitable[str]]) -> None:
     """Run one change to the queue; an expected refusal (one at a time, bad URL) exits 1."""
-    settings = connected_settings()
+    settings = migrated_settings()
 
     async def run() -> str:
         async with async_engine(settings) as engine:

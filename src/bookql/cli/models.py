@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bookql.cli.common import async_engine, connected_settings, fail
+from bookql.cli.common import async_engine, fail, migrated_settings
 from bookql.core.config import get_settings
 
 if TYPE_CHECKING:  # pandas loads only when a command needs it: `bookql --help` stays quick
@@ -32,7 +32,7 @@ def train(
     from bookql.ml.price_model import train_price_model
     from bookql.ml.store import BrokenVersion, ModelStore
 
-    settings = connected_settings()
+    settings = migrated_settings()
 
     async def load() -> tuple[pd.DataFrame, list[str]]:
         async with async_engine(settings) as engine:

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from bookql.cli.common import async_engine, setup_logging
+from bookql.cli.common import BEHIND, async_engine, setup_logging
 from bookql.core.config import get_settings
 from bookql.core.errors import StartupError
 from bookql.core.logs import logging_config
@@ -109,7 +109,7 @@ def worker(
     at_head = is_at_head(engine)
     engine.dispose()
     if not at_head:
-        raise StartupError("the database schema is behind: run `bookql db upgrade`")
+        raise StartupError(BEHIND)
     setup_logging(settings)
 
     async def run() -> None:

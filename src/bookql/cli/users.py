@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookql.cli.common import async_engine, connected_settings, echo_outcome
+from bookql.cli.common import async_engine, echo_outcome, migrated_settings
 
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def users_create(
     from bookql.accounts.tables import Role
     from bookql.db.blocking import BlockingDatabase
 
-    settings = connected_settings()
+    settings = migrated_settings()
     password = _read_password()
 
     async def run() -> str:
