@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -20,7 +22,9 @@ from graphql import parse, validate
 from bookql.server import console
 from bookql.server.persisted import TrustedDocuments
 from bookql.server.schema import build_schema
-from tests.conftest import ScratchDatabase, app_client
+from tests.conftest import IN_CI, ScratchDatabase, app_client
+
+TOKENS_SCRIPT = Path(__file__).parent / "console" / "tokens.mjs"
 
 SENT = re.compile(r"""\b(?:call|post|subscribe)\(\s*"(\w+)"|"(Console\w+)\"""")
 
@@ -135,3 +139,19 @@ async def test_the_console_works_where_only_trusted_documents_run(
         assert (await post(http, {"query": other})).json()["data"]["categories"]
         refused = (await post(http, {"query": "{ stats { totalBooks } }"})).json()
         assert refused["errors"][0]["extensions"]["reason"] == "TRUSTED_DOCUMENTS_ONLY"
+
+
+def test_tokens_are_refreshed_ahead_of_expiry_and_once_when_expired(tmp_path: Path) -> None:
+    """The console's token handling in Node against a scripted server (no browser needed)."""
+    node = shutil.which("node")
+    if node is None:
+        if IN_CI:
+            pytest.fail("CI must not skip: the console's token test needs node")
+        pytest.skip("the console's token test needs node")
+    module = tmp_path / "api.mjs"  # an ES module wherever it is imported from
+    shutil.copyfile(console.UI_DIR / "api.js", module)
+    done = subprocess.run(
+        [node, str(TOKENS_SCRIPT), str(module)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tokens: ok"
