@@ -72,8 +72,8 @@ class TrainedModel:
     feature_types: list[dict[str, str]]
     test_actual: np.ndarray = field(repr=False)
     test_predicted: np.ndarray = field(repr=False)
-    test_upcs: list[str] = field(default_factory=list, repr=False)
-    test_titles: list[str] = field(default_factory=list, repr=False)
+    test_upcs: list[str] = field(repr=False)
+    test_titles: list[str] = field(repr=False)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return predict(self.model, features)

@@ -1,7 +1,7 @@
 // Screens anyone may open: the overview, browsing, and a book's page.
 import { call, currentUser } from "./api.js";
 import { barChart, lineChart } from "./charts.js";
-import { figures, h, heading, money, number, table, when } from "./dom.js";
+import { figures, h, heading, money, number, table, webUrl, when } from "./dom.js";
 
 const PAGE_SIZE = 20;
 
@@ -97,7 +97,10 @@ export async function browse(route) {
         ? { last: PAGE_SIZE, before: params.get("before") }
         : { first: PAGE_SIZE, after: params.get("after") || null }),
       filter: filterOf(params),
-      orderBy: ORDERS[params.get("order") ?? ""]?.[1] ?? null,
+      // Relevance ranks the matches of a search: without words, the site's order.
+      orderBy: params.get("order") === "relevance" && !params.get("q")
+        ? null
+        : ORDERS[params.get("order") ?? ""]?.[1] ?? null,
       search: params.get("q") || null,
     }),
   ]);
@@ -187,7 +190,9 @@ export async function book(route) {
         ["First seen", when(book.firstSeenAt)],
         ["Last seen", when(book.lastSeenAt)],
         ["Removed", book.removedAt ? when(book.removedAt) : "no, still listed"],
-        ["On the site", h("a", { href: book.productUrl, rel: "noopener noreferrer" }, book.productUrl)],
+        ["On the site", webUrl(book.productUrl)
+          ? h("a", { href: webUrl(book.productUrl), rel: "noopener noreferrer" }, book.productUrl)
+          : book.productUrl],
       ].map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
     h("h2", {}, "Description"),
     h("p", { class: "description", id: "description" }, book.description ?? "The site gives no description."),

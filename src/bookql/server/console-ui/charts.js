@@ -58,12 +58,15 @@ export function barChart(caption, summary, labels, counts, xLabel, yLabel) {
 
 /** A line over time: `times` in seconds since the epoch. */
 export function lineChart(caption, summary, times, values, yLabel) {
+  const single = times.every((time) => time === times[0]);
   return mount(caption, summary, (area, width) => {
     new uPlot(
       {
         width,
         height: 220,
         legend: { show: false },
+        // One observation (most books): a day either side of it, not uPlot's thousand days.
+        scales: { x: { time: true, range: single ? [times[0] - 86400, times[0] + 86400] : null } },
         axes: axes("Observed", yLabel),
         series: [{}, { label: yLabel, stroke: INK, width: 2, points: { show: true, size: 7 } }],
       },

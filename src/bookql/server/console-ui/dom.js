@@ -20,6 +20,16 @@ export function append(element, children) {
   return element;
 }
 
+/** A link's target only when it is a web address: never `javascript:` or `data:` from data. */
+export function webUrl(value) {
+  try {
+    const url = new URL(value);
+    return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
 const GBP = new Intl.NumberFormat("en-GB", { style: "currency", currency: "GBP" });
 const NUMBER = new Intl.NumberFormat("en-GB");
 
