@@ -146,7 +146,7 @@ class Walk:
 
 @pytest.fixture
 def console_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A seeded server with an administrator, a reader, two trained versions (none active),
+    """A seeded server with an administrator, a reader, a trained version (not active),
     crawls allowed on the mirror only, and only trusted documents accepted."""
     other = "{ categories { name } }"
     manifest = tmp_path / "manifest.json"
@@ -169,7 +169,6 @@ def console_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         bookql(env, "seed")
         bookql(env, "users", "create", "root", "--admin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
         bookql(env, "users", "create", "reader", stdin=f"{PASSWORD}\n{PASSWORD}\n")
-        bookql(env, "train")
         bookql(env, "train")
         with live_server(env, tmp_path / "server.log") as url:
             yield url, tmp_path / "bookql.db"
@@ -368,44 +367,49 @@ def check_models(walk: Walk, api: Api) -> str:
         "{ models { id version active metrics { model { mae rmse r2 } baselineMean { mae } }"
         " heldOutPredictions { title actual predicted } } }"
     )["models"]
-    assert len(models) == 2 and not any(m["active"] for m in models)
-    newest = models[0]
+    assert len(models) == 1 and not models[0]["active"]
+    model = models[0]
+    version = str(model["version"])
     walk.go("#/models", "models")
-    assert [row[0] for row in walk.rows("#models")] == [m["version"] for m in models]
-    walk.go(f"#/models/{newest['version']}", "models")
+    assert [row[0] for row in walk.rows("#models")] == [version]
+    walk.go(f"#/models/{version}", "models")
     scores = walk.rows("#model-scores")
     assert scores[0][1:] == [
-        f"{newest['metrics']['model']['mae']:.2f}",
-        f"{newest['metrics']['model']['rmse']:.2f}",
-        f"{newest['metrics']['model']['r2']:.3f}",
+        f"{model['metrics']['model']['mae']:.2f}",
+        f"{model['metrics']['model']['rmse']:.2f}",
+        f"{model['metrics']['model']['r2']:.3f}",
     ]
-    assert scores[1][1] == f"{newest['metrics']['baselineMean']['mae']:.2f}"
+    assert scores[1][1] == f"{model['metrics']['baselineMean']['mae']:.2f}"
     held_out = walk.rows("#held-out")
-    points = newest["heldOutPredictions"]
+    points = model["heldOutPredictions"]
     assert len(held_out) == len(points) == 200
-    assert held_out[0] == [
-        points[0]["title"],
-        money(points[0]["actual"]),
-        money(points[0]["predicted"]),
-    ]
+    first = points[0]
+    assert held_out[0] == [first["title"], money(first["actual"]), money(first["predicted"])]
     assert walk.charts_drawn("#model-detail") == 1
     walk.audit("models")
 
-    older = models[1]["version"]
-    walk.find(f'button[aria-label="Activate {older}"]').click()
+    activate = f'button[aria-label="Activate {version}"]'
+    walk.find(activate).click()
     walk.until(lambda: walk.js("return document.querySelector('#confirm-activation')?.open"))
     walk.audit("activation dialog")
     walk.find("#confirm-activation button.secondary").click()
     walk.until(lambda: walk.js("return !document.querySelector('#confirm-activation')"))
     assert api.admin("{ activeModel { version } }")["activeModel"] is None
-    walk.find(f'button[aria-label="Activate {older}"]').click()
+    walk.find(activate).click()
     walk.until(lambda: walk.js("return document.querySelector('#confirm-activation')?.open"))
     walk.find("#confirm-activation button:not(.secondary)").click()
-    walk.until(lambda: walk.text("#notice") == f"Version {older} is active.")
-    assert api.admin("{ activeModel { version } }")["activeModel"]["version"] == older
+    walk.until(lambda: walk.text("#notice") == f"Version {version} is active.")
+    assert api.admin("{ activeModel { version } }")["activeModel"]["version"] == version
     walk.shown("models")
-    assert [row[2] for row in walk.rows("#models")] == ["", "active"]
-    return str(older)
+    assert [row[2] for row in walk.rows("#models")] == ["active"]
+
+    # A new version, trained by the server while the walk goes on.
+    walk.find("main > button").click()
+    walk.until(lambda: walk.text("#notice").startswith("Training version "))
+    walk.shown("models")
+    training = walk.text("#notice").split()[2].rstrip(";")
+    assert [row[0] for row in walk.rows("#models")] == [training, version]
+    return version
 
 
 def check_crawl(walk: Walk, api: Api) -> None:
