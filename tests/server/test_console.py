@@ -84,6 +84,9 @@ async def test_page_headers_code_and_operation_ids(seeded_db: ScratchDatabase) -
             script = await http.get(asset)
             assert script.status_code == 200
             assert script.headers["content-type"].startswith("text/javascript")
+            assert script.headers["cache-control"] == "no-cache"
+            again = await http.get(asset, headers={"If-None-Match": script.headers["etag"]})
+            assert again.status_code == 304
         ids = (await http.get("/console/documents.json")).json()
         assert ids == {
             name: hashlib.sha256(text.encode()).hexdigest()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from graphql import OperationDefinitionNode, parse
 from starlette.requests import Request
@@ -71,6 +72,17 @@ MISSING = """<!doctype html>
 """
 
 
+class Revalidated(StaticFiles):
+    """Static files a browser checks again before each use (a cheap 304 by ``ETag``), so
+    that an upgrade never runs yesterday's module beside today's."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
 def libraries_installed() -> bool:
     return all((LIB_DIR / name).is_file() for name in LIBRARIES)
 
@@ -114,6 +126,6 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/console", console_page, methods=["GET"]),
         Route(DOCUMENTS_URL, console_documents, methods=["GET"]),
-        Mount(UI_URL, app=StaticFiles(directory=UI_DIR)),
-        Mount(LIB_URL, app=StaticFiles(directory=LIB_DIR, check_dir=False)),
+        Mount(UI_URL, app=Revalidated(directory=UI_DIR)),
+        Mount(LIB_URL, app=Revalidated(directory=LIB_DIR, check_dir=False)),
     ]
