@@ -202,8 +202,9 @@ export async function users(route, context) {
       const user = Object.values(result)[0].user;
       status.textContent = done(user);
     } catch (error) {
+      // Show the accounts as they are, then why the change was refused.
+      await context.reload();
       context.fail(error);
-      context.reload();
     }
   };
   const rows = page.edges.map((edge) => edge.node);
