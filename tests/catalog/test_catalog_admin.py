@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from bookql.catalog.store import mark_unseen_removed
+from bookql.db.engine import async_write_transaction, create_async_db_engine
+from bookql.db.types import utcnow
 from tests.conftest import ScratchDatabase, error_codes
 from tests.support.admin_session import AdminClient, admin_session
 
@@ -124,6 +129,23 @@ async def test_create_book_defaults(client: AdminClient) -> None:
     assert book["category"] == {"name": "Poetry", "slug": "poetry"}
     explicit = await create(client, upc="test-0002", tax=1.0, priceInclTax=13.5)
     assert explicit["price"] == 13.5
+
+
+async def test_a_complete_crawl_never_retires_a_book_an_administrator_created(
+    client: AdminClient, empty_db: ScratchDatabase
+) -> None:
+    await create(client)
+    engine = create_async_db_engine(empty_db.settings())
+    try:
+        async with async_write_transaction(engine) as conn:
+            later = utcnow() + timedelta(seconds=1)
+            assert await mark_unseen_removed(conn, later, later) == 0
+            source = (await conn.execute(text("SELECT source FROM books"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert source == "admin"
+    book = await stored(client)
+    assert book is not None and book["removedAt"] is None
 
 
 ALL_MUTATIONS: list[tuple[str, dict[str, Any]]] = [

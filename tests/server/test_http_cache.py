@@ -4,6 +4,7 @@ rest, and a catalogue data version that every write path moves without serialisi
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -393,3 +394,33 @@ async def test_parallel_writers_all_commit(empty_db: ScratchDatabase) -> None:
         await engine.dispose()
     grown = await data_version(empty_db) - before
     assert grown == 8 if empty_db.backend == "postgresql" else grown > 8
+
+
+def open_handles(database: ScratchDatabase) -> int:
+    """Connections (PostgreSQL) or open files (SQLite, this process) on the database."""
+    if database.backend == "postgresql":
+        engine = create_sync_engine(database.settings())
+        try:
+            with engine.connect() as conn:
+                return int(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND pid <> pg_backend_pid()"
+                        )
+                    ).scalar_one()
+                )
+        finally:
+            engine.dispose()
+    path = os.path.realpath(database.url.removeprefix("sqlite:///"))
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd).startswith(path))
+
+
+async def test_shutdown_leaves_no_connection_open(seeded_db: ScratchDatabase) -> None:
+    """The data version is read on a connection of its own (SQLite): shutdown closes it."""
+    assert open_handles(seeded_db) == 0
+    async with app_client(seeded_db.settings()) as http:
+        assert_tagged(await get(http, BOOKS))
+        assert open_handles(seeded_db) > 0
+    assert open_handles(seeded_db) == 0

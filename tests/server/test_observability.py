@@ -124,6 +124,30 @@ async def test_metrics_count_requests_operations_errors_and_pools(
     assert after[("bookql_db_pool_size", frozenset({("pool", "blocking")}))] >= 1
 
 
+async def test_persisted_query_refusals_are_counted(seeded_db: ScratchDatabase) -> None:
+    """A hash the server does not know, or one that is not its document's, never runs: the
+    operation is still counted, by its code."""
+    unknown = {"version": 1, "sha256Hash": "0" * 64}
+    async with app_client(seeded_db.settings()) as client:
+        before = _samples((await client.get("/metrics")).text)
+        missed = {"operationName": "Shelf", "extensions": {"persistedQuery": unknown}}
+        await client.post("/graphql", json=missed)
+        wrong = {"query": "{ stats { totalBooks } }", "extensions": {"persistedQuery": unknown}}
+        assert (await client.post("/graphql", json=wrong)).status_code == 400
+        after = _samples((await client.get("/metrics")).text)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    missed_labels = {"operation": "Shelf", "type": "unknown", "outcome": "rejected"}
+    assert grew("bookql_graphql_operations_total", **missed_labels) == 1
+    assert grew("bookql_graphql_errors_total", code="PERSISTED_QUERY_NOT_FOUND") == 1
+    wrong_labels = {"operation": "anonymous", "type": "unknown", "outcome": "error"}
+    assert grew("bookql_graphql_operations_total", **wrong_labels) == 1
+    assert grew("bookql_graphql_errors_total", code="BAD_USER_INPUT") == 1
+
+
 async def test_operation_names_cannot_grow_the_metrics(seeded_db: ScratchDatabase) -> None:
     from bookql.graphql import metrics
 

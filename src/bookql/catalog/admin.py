@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bookql.catalog.money import to_pence
 from bookql.catalog.queries import BOOK_COLUMNS
 from bookql.catalog.slugs import slugify
-from bookql.catalog.tables import books, categories, descriptions, price_points
+from bookql.catalog.tables import ADMIN, books, categories, descriptions, price_points
 from bookql.core.errors import BadUserInput, Conflict, NotFound
 from bookql.db.engine import async_write_transaction
 from bookql.db.types import utcnow
@@ -137,7 +137,7 @@ class CatalogAdmin:
                 now = utcnow()
                 result = await conn.execute(
                     books.insert()
-                    .values(upc=upc, first_seen_at=now, last_seen_at=now, **values)
+                    .values(upc=upc, first_seen_at=now, last_seen_at=now, source=ADMIN, **values)
                     .returning(books.c.id)
                 )
                 book_id = result.scalar_one()

@@ -37,6 +37,7 @@ __all__ = [
 
 CRAWL = "crawl"  # crawled, or seeded from the bundled snapshot (which is the crawled site)
 IMPORT = "import"  # loaded by `bookql import`
+ADMIN = "admin"  # created by an administrator through the API
 
 TITLE_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 

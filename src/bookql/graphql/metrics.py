@@ -34,15 +34,28 @@ def operation_label(name: str | None) -> str:
     return name
 
 
+# Refused before running: the document did not parse or validate, cost too much, or a
+# persisted query's hash was not known (the client sends the document next).
+REJECTED = frozenset(
+    code.value
+    for code in (
+        ErrorCode.GRAPHQL_PARSE_FAILED,
+        ErrorCode.GRAPHQL_VALIDATION_FAILED,
+        ErrorCode.QUERY_TOO_COMPLEX,
+        ErrorCode.PERSISTED_QUERY_NOT_FOUND,
+    )
+)
+
+
 def record_operation(
-    name: str | None, kind: str, codes: Iterable[str], seconds: float | None
+    name: str | None, kind: str, codes: Iterable[str], seconds: float | None = None
 ) -> None:
-    """One GraphQL operation: its outcome from its error codes, and how long it ran."""
+    """One GraphQL operation: its outcome from its error codes, and how long it ran
+    (``None`` for one that never ran)."""
     codes = list(codes)
-    rejected = {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "QUERY_TOO_COMPLEX"}
     if not codes:
         outcome = "ok"
-    elif all(code in rejected for code in codes):
+    elif all(code in REJECTED for code in codes):
         outcome = "rejected"
     else:
         outcome = "error"

@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             sessions.cancel()
             await asyncio.gather(sessions, return_exceptions=True)
+        graphql.cache.close()
         accounts.close()
         blocking.close()
         await engine.dispose()

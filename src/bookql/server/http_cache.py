@@ -160,9 +160,15 @@ class HttpCache:
             else:
                 found = await self.blocking.run(self._read_version)
         except (DBAPIError, sqlite3.Error):
-            self._connection = None  # a fresh one next time
+            self.close()  # a fresh one next time
             return None
         return int(found) if found is not None else None
+
+    def close(self) -> None:
+        """Give back the connection the inline reads hold (at shutdown, or after an error)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def _read_version_inline(self) -> Any:
         """One statement on a connection of its own in autocommit (the engine's SQLite

@@ -41,6 +41,7 @@ from bookql.accounts.service import Accounts
 from bookql.core.config import Settings
 from bookql.core.errors import BookQLError, ConfigError, ErrorCode, ErrorReason
 from bookql.graphql.limits import Limits, shape_rule
+from bookql.graphql.metrics import record_operation
 from bookql.graphql.nesting import decode_bounded
 
 log = logging.getLogger("bookql.persisted")
@@ -355,8 +356,16 @@ class PersistedQueries:
 
     async def document(self, data: dict[str, Any], is_admin: IsAdmin) -> dict[str, Any] | Refusal:
         """``data`` (an operation's parameters) as they are, or with the document its hash
-        or id stands for, or the refusal. ``is_admin`` is awaited only in trusted-only mode,
-        for a document outside the manifest; it may raise the caller's credential error."""
+        or id stands for, or the refusal (counted as an operation that never ran).
+        ``is_admin`` is awaited only in trusted-only mode, for a document outside the
+        manifest; it may raise the caller's credential error."""
+        outcome = await self._document(data, is_admin)
+        if isinstance(outcome, Refusal):
+            name = data.get("operationName")
+            record_operation(name if isinstance(name, str) else None, "unknown", [outcome.code])
+        return outcome
+
+    async def _document(self, data: dict[str, Any], is_admin: IsAdmin) -> dict[str, Any] | Refusal:
         query = data.get("query")
         extensions = data.get("extensions")
         persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
