@@ -1,17 +1,19 @@
 # Production image. It installs with scripts/install.sh, the same script `make` and .ci/run
 # use, so what CI proves about the install is what the image does.
-# GraphiQL's browser assets from the npm registry, so the image serves them offline.
-FROM node:22-slim AS graphiql
+# GraphiQL's and the console's browser assets from the npm registry, so the image serves them
+# offline.
+FROM node:22-slim AS browser-assets
 WORKDIR /assets
-COPY scripts/fetch-graphiql.sh ./
-RUN sh fetch-graphiql.sh /assets/graphiql
+COPY scripts/fetch-graphiql.sh scripts/fetch-console.sh ./
+RUN sh fetch-graphiql.sh /assets/graphiql && sh fetch-console.sh /assets/console
 
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scripts ./scripts
 COPY src ./src
-COPY --from=graphiql /assets/graphiql ./src/bookql/server/static/graphiql
+COPY --from=browser-assets /assets/graphiql ./src/bookql/server/static/graphiql
+COPY --from=browser-assets /assets/console ./src/bookql/server/static/console
 RUN VENV=/opt/bookql EDITABLE=0 sh scripts/install.sh
 
 FROM python:3.12-slim

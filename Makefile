@@ -7,7 +7,7 @@ STAMP := $(VENV)/.bookql-installed
 
 .PHONY: install run test test-fast lint bench notebook clean
 
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml scripts/install.sh scripts/fetch-graphiql.sh scripts/fetch-console.sh
 	VENV=$(VENV) EXTRAS=dev PYTHON=$(PYTHON) sh scripts/install.sh
 	touch $@
 

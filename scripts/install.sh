@@ -28,8 +28,10 @@ fi
 spec="."
 [ -n "$EXTRAS" ] && spec=".[${EXTRAS}]"
 
-# GraphiQL's assets first, so that a non-editable install (the Docker image) ships them.
+# GraphiQL's and the console's assets first, so that a non-editable install (the Docker
+# image) ships them.
 sh "$(dirname "$0")/fetch-graphiql.sh" || echo "install.sh: GraphiQL assets unavailable; using the CDN" >&2
+sh "$(dirname "$0")/fetch-console.sh" || echo "install.sh: console libraries unavailable; /console says how to add them" >&2
 
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 if [ "$EDITABLE" = "1" ]; then

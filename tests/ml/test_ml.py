@@ -146,7 +146,13 @@ def test_the_store_lays_out_a_version(trained: TrainedModel, tmp_path: Path) -> 
     store = ModelStore(tmp_path)
     saved = store.save(trained)
     files = {path.name for path in saved.path.iterdir()}
-    assert files == {"model.ubj", "MLmodel", "model_card.md", "predicted_vs_actual.png"}
+    assert files == {
+        "model.ubj",
+        "MLmodel",
+        "model_card.md",
+        "predicted_vs_actual.png",
+        "holdout.json",
+    }
     meta = saved.metadata
     assert meta["flavors"]["xgboost"]["model_format"] == "ubj"
     assert [f["name"] for f in json.loads(meta["signature"]["inputs"])] == list(FEATURES)

@@ -382,6 +382,39 @@ async def test_versions_saved_before_checksums_are_checked_by_loading(
     assert store.active_version() == legacy.version
 
 
+HELD_OUT = """{ models { version problem metrics { model { mae } }
+    heldOutPredictions { upc title actual predicted } } }"""
+
+
+async def test_held_out_points_are_stored_with_the_version_and_served(
+    client: AdminClient, empty_db: ScratchDatabase, trained: TrainedModel
+) -> None:
+    """The points the version's metrics were measured on: the catalogue's own prices and
+    titles, the model's predictions, their MAE the recorded one; none for a version saved
+    before they were kept, none (and a problem) when the file was altered."""
+    store = store_of(empty_db)
+    kept, legacy, altered = store.save(trained), store.save(trained), store.save(trained)
+    strip_checksums(legacy)
+    points_file = altered.path / "holdout.json"
+    points_file.write_text(points_file.read_text().replace('"predicted": ', '"predicted": 1', 1))
+    models = {m["version"]: m for m in (await client.admin(HELD_OUT))["models"]}
+
+    points = models[kept.version]["heldOutPredictions"]
+    assert len(points) == trained.metrics["rows"]["test"] == 200
+    truth = {row["upc"]: row for row in snapshot_frame().to_dict("records")}
+    for point in points:
+        assert point["actual"] == pytest.approx(truth[point["upc"]]["price"])
+        assert point["title"] == truth[point["upc"]]["title"]
+    assert [p["predicted"] for p in points] == pytest.approx(list(trained.test_predicted), abs=1e-4)
+    mae = sum(abs(p["predicted"] - p["actual"]) for p in points) / len(points)
+    assert mae == pytest.approx(models[kept.version]["metrics"]["model"]["mae"], abs=1e-3)
+    assert models[kept.version]["problem"] is None
+
+    assert models[legacy.version]["heldOutPredictions"] is None
+    assert models[altered.version]["heldOutPredictions"] is None
+    assert "holdout.json" in models[altered.version]["problem"]
+
+
 # -- the command line --------------------------------------------------------------------
 
 

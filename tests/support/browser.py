@@ -52,6 +52,8 @@ def headless_chromium(binaries: tuple[str, str], profile: Path) -> Iterator[Any]
     options.binary_location = chromium
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    # The page's errors (a Content-Security-Policy violation is one), for browser.get_log.
+    options.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     try:
         yield driver

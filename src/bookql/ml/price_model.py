@@ -72,6 +72,8 @@ class TrainedModel:
     feature_types: list[dict[str, str]]
     test_actual: np.ndarray = field(repr=False)
     test_predicted: np.ndarray = field(repr=False)
+    test_upcs: list[str] = field(repr=False)
+    test_titles: list[str] = field(repr=False)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return predict(self.model, features)
@@ -191,4 +193,6 @@ def train_price_model(
         feature_types=feature_types(features),
         test_actual=actual,
         test_predicted=predicted,
+        test_upcs=[str(upc) for upc in frame.iloc[test]["upc"]],
+        test_titles=[str(title) for title in frame.iloc[test]["title"]],
     )

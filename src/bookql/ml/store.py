@@ -3,11 +3,12 @@
 A version folder appears only complete: it is written under a temporary name and renamed
 into place, so a save killed half-way leaves a ``.tmp-*`` folder that is never listed or
 served. The folder holds the model in XGBoost's own format (UBJ, never pickle), ``MLmodel``
-metadata with MLflow's field names (and the sha256 of every other file in it), a model card
-and a plot. ``ACTIVE`` names the served version and is replaced atomically, so every reader
-sees the old name or the new one; a version is checked (``bookql.ml.integrity``) before the
-alias may name it. A damaged version is listed with its problem, never an error for the
-whole listing.
+metadata with MLflow's field names (and the sha256 of every other file in it), a model card,
+a plot, and the held-out books' actual and predicted prices (``holdout.json``; versions saved
+before it have none). ``ACTIVE`` names the served version and is replaced atomically, so
+every reader sees the old name or the new one; a version is checked
+(``bookql.ml.integrity``) before the alias may name it. A damaged version is listed with its
+problem, never an error for the whole listing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bookql.ml.integrity import (
     checksums,
     load_booster,
     parse_metadata,
+    sha256_of,
     verify_checksums,
 )
 from bookql.ml.integrity import UnknownVersion as UnknownVersion
@@ -44,6 +46,7 @@ from bookql.ml.price_model import TrainedModel
 
 MODEL_FILE = "model.ubj"
 METADATA_FILE = "MLmodel"
+HOLDOUT_FILE = "holdout.json"
 ALIAS_FILE = "ACTIVE"
 FLAVOR = "xgboost"
 MAX_ALIAS_BYTES = 4096  # {"version": …, "activated_at": …} is about a hundred
@@ -79,6 +82,60 @@ class StoredModel:
         booster = xgboost.Booster()
         booster.load_model(self.path / MODEL_FILE)
         return booster
+
+
+@dataclass(frozen=True)
+class HeldOutPoint:
+    """One held-out book: its price and the final model's prediction of it (GBP)."""
+
+    upc: str
+    title: str
+    actual: float
+    predicted: float
+
+
+def _write_held_out(folder: Path, trained: TrainedModel) -> None:
+    points = [
+        {
+            "upc": upc,
+            "title": title,
+            "actual": round(float(actual), 4),
+            "predicted": round(float(predicted), 4),
+        }
+        for upc, title, actual, predicted in zip(
+            trained.test_upcs,
+            trained.test_titles,
+            trained.test_actual,
+            trained.test_predicted,
+            strict=True,
+        )
+    ]
+    (folder / HOLDOUT_FILE).write_text(json.dumps({"points": points}, ensure_ascii=False))
+
+
+def read_held_out(model: StoredModel) -> list[HeldOutPoint] | None:
+    """The held-out points of a version, checked against their recorded sha256; None when the
+    version has none (saved before they were kept) or the file is damaged (then the version's
+    ``problem`` says so)."""
+    recorded = (model.info.checksums or {}).get(HOLDOUT_FILE)
+    if recorded is None:
+        return None
+    path = model.path / HOLDOUT_FILE
+    try:
+        if sha256_of(path) != recorded:
+            return None
+        raw = json.loads(path.read_bytes())
+        return [
+            HeldOutPoint(
+                upc=str(point["upc"]),
+                title=str(point["title"]),
+                actual=float(point["actual"]),
+                predicted=float(point["predicted"]),
+            )
+            for point in raw["points"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -169,6 +226,7 @@ class ModelStore:
         staging.mkdir()
         try:
             trained.model.save_model(staging / MODEL_FILE)
+            _write_held_out(staging, trained)
             metadata = _metadata(trained, version, now)
             write_model_card(staging, version, trained, metadata)
             artifacts = [path.name for path in staging.iterdir()]

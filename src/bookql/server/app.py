@@ -25,6 +25,7 @@ from bookql.db.engine import create_async_db_engine
 from bookql.graphql.slots import Kind, UserSlots
 from bookql.jobs.queue import count_jobs
 from bookql.ml.service import PriceService
+from bookql.server import console
 from bookql.server.cors import CrossOrigin
 from bookql.server.export import TrainingDataExport
 from bookql.server.graphiql import STATIC_DIR, STATIC_URL
@@ -37,7 +38,9 @@ from bookql.server.schema import build_schema
 from bookql.server.sockets import SocketLimits, SocketLimitSettings
 from bookql.server.view import GraphQLApp
 
-ROUTES = frozenset({"/graphql", "/export/training-data", "/healthz", "/readyz", "/metrics"})
+ROUTES = frozenset(
+    {"/graphql", "/export/training-data", "/healthz", "/readyz", "/metrics", "/console"}
+)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -57,7 +60,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.stream_slot_lease_seconds,
     )
     schema = build_schema(settings)
-    persisted = PersistedQueries.of(settings, schema._schema, redis)
+    persisted = PersistedQueries.of(
+        settings, schema._schema, redis, builtin=console.operations().values()
+    )
     graphql = GraphQLApp(schema, settings, engine, accounts, crawls, ml, live, persisted)
     watch_pool(engine.sync_engine, "async")
     watch_pool(blocking.engine, "blocking")
@@ -106,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Mount(STATIC_URL, app=StaticFiles(directory=STATIC_DIR, check_dir=False)),
+            *console.routes(),
         ],
         middleware=[
             # Outermost: every answer below, refusals included, carries the CORS headers.

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -187,6 +187,11 @@ class TrustedDocuments:
                 )
         return cls(dict(raw), {sha256_of(text): text for text in raw.values()})
 
+    def including(self, texts: Iterable[str]) -> TrustedDocuments:
+        """These documents as well, each known by its sha256."""
+        extra = {sha256_of(text): text for text in texts}
+        return TrustedDocuments({**extra, **self.by_id}, {**self.by_hash, **extra})
+
     def find(self, key: str) -> str | None:
         return self.by_id.get(key) or self.by_hash.get(key.lower())
 
@@ -292,7 +297,14 @@ class PersistedQueries:
         self.rules = (*specified_rules, shape_rule(self.limits))
 
     @classmethod
-    def of(cls, settings: Settings, schema: GraphQLSchema, redis: Redis | None) -> PersistedQueries:
+    def of(
+        cls,
+        settings: Settings,
+        schema: GraphQLSchema,
+        redis: Redis | None,
+        builtin: Iterable[str] = (),
+    ) -> PersistedQueries:
+        """``builtin``: documents always trusted besides the manifest (the console's)."""
         if settings.trusted_documents_only and settings.trusted_documents is None:
             raise ConfigError(
                 "BOOKQL_TRUSTED_DOCUMENTS_ONLY needs a manifest: set BOOKQL_TRUSTED_DOCUMENTS"
@@ -301,7 +313,7 @@ class PersistedQueries:
             TrustedDocuments.load(settings.trusted_documents)
             if settings.trusted_documents is not None
             else TrustedDocuments.empty()
-        )
+        ).including(builtin)
         store: QueryStore = (
             RedisStore(
                 redis,
@@ -382,7 +394,7 @@ class PersistedQueries:
             if found is None and self.enabled and not self.trusted_only:
                 found = await self.store.get(digest)
             if found is None:
-                if not self.enabled and not self.trusted.by_hash:
+                if not self.enabled and self.settings.trusted_documents is None:
                     return not_supported("persisted queries are turned off")
                 return NOT_FOUND
             return {**data, "query": found}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,8 @@ from bookql.ml.graphql.context import Info
 from bookql.ml.integrity import Scores as StoredScores
 from bookql.ml.predictions import Prediction
 from bookql.ml.serving import Serving
-from bookql.ml.store import StoredModel, UnreadableModel
+from bookql.ml.store import HeldOutPoint as StoredPoint
+from bookql.ml.store import StoredModel, UnreadableModel, read_held_out
 from bookql.ml.tables import ModelStatus as ModelStatusValue
 
 ModelStatus = strawberry.enum(ModelStatusValue, name="ModelStatus")
@@ -75,6 +77,20 @@ class ModelServing:
 
 
 @strawberry.type(
+    description="One held-out book (never trained on): its price and the version's prediction."
+)
+class HeldOutPoint:
+    upc: str
+    title: str
+    actual: float = strawberry.field(description="The book's price when trained, GBP.")
+    predicted: float = strawberry.field(description="The version's prediction, GBP.")
+
+    @classmethod
+    def of(cls, point: StoredPoint) -> HeldOutPoint:
+        return cls(upc=point.upc, title=point.title, actual=point.actual, predicted=point.predicted)
+
+
+@strawberry.type(
     description="A price model version: READY in the store, or still TRAINING, or FAILED."
 )
 class ModelVersion(Node):
@@ -93,10 +109,23 @@ class ModelVersion(Node):
         "the one the alias names; null on every other version."
     )
     live: strawberry.Private[LiveMetrics | None]
+    stored: strawberry.Private[StoredModel | None] = None
 
     @strawberry.field(description="Null until the version has predicted a known book.")
     def live_metrics(self) -> LiveMetrics | None:
         return self.live
+
+    @strawberry.field(
+        description="The held-out books (the test split its metrics were measured on) with "
+        "their actual and predicted prices, in split order. Null for versions trained before "
+        "these were kept, for trainings not stored, and when the stored file fails its "
+        "checksum (`problem` says so)."
+    )
+    async def held_out_predictions(self) -> list[HeldOutPoint] | None:
+        if self.stored is None:
+            return None
+        points = await asyncio.to_thread(read_held_out, self.stored)
+        return [HeldOutPoint.of(point) for point in points] if points is not None else None
 
     @classmethod
     def from_stored(
@@ -134,6 +163,7 @@ class ModelVersion(Node):
             problem=model.problem,
             serving=ModelServing.of(serving) if serving is not None else None,
             live=LiveMetrics(predictions=live[0], mae=live[1]) if live else None,
+            stored=model if isinstance(model, StoredModel) else None,
         )
 
     @classmethod
