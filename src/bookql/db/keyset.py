@@ -9,10 +9,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import BigInteger, ColumnElement, FromClause, Row, Select, and_, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Row,
+    Select,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeDecorator
 
@@ -182,6 +197,89 @@ async def fetch_page(
     return Page(rows=rows, cursor_payloads=payloads, has_more=has_more)
 
 
+MAX_GROUPS_PER_UNION = 200
+"""SQLite's pages of groups are one ``UNION ALL`` branch each; it takes 500 at most."""
+
+
+def _group_page(
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    key: ColumnElement[Any],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    source: FromClause | None,
+) -> Select[Any]:
+    """The first page of the group ``key``: the columns, the group, then the sort values."""
+    sort_values = [col.column.label(f"sort_{i}") for i, col in enumerate(ordering.columns)]
+    statement = select(*columns, group.label("page_group"), *sort_values).where(
+        *where, group == key
+    )
+    if source is not None:
+        statement = statement.select_from(source)
+    return statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
+
+
+def _in_page_order(pages: FromClause, ordering: Ordering, *, forward: bool) -> Select[Any]:
+    """Every row of ``pages`` (rows of ``_group_page``) by group, then in the page's order."""
+    by: list[ColumnElement[Any]] = [pages.c.page_group]
+    for i, col in enumerate(ordering.columns):
+        value = pages.c[f"sort_{i}"]
+        by.append(value.desc() if col.descending == forward else value.asc())
+    return select(*pages.c).order_by(*by)
+
+
+def pages_by_group_statements(
+    dialect: str,
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    groups: Sequence[Any],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    source: FromClause | None = None,
+) -> list[Select[Any]]:
+    """The statements of ``fetch_pages_by_group``: each group's page is its own walk of an
+    index (``group, sort columns…``) that stops after ``size + 1`` rows, never a window
+    over every row of the groups.
+
+    PostgreSQL: one statement, the groups' ids as an array joined ``LATERAL`` to the page
+    of each. SQLite has no ``LATERAL``: a ``UNION ALL`` of one limited branch per group.
+    """
+    page = partial(
+        _group_page,
+        columns=columns,
+        where=where,
+        group=group,
+        ordering=ordering,
+        size=size,
+        forward=forward,
+        source=source,
+    )
+    if dialect == "postgresql":
+        keys = (
+            func.unnest(literal(list(groups), ARRAY(group.type)))
+            .table_valued("key")
+            .render_derived(name="page_keys")
+        )
+        lateral = page(key=keys.c.key).lateral("pages")
+        joined = select(*lateral.c).select_from(keys.join(lateral, true())).subquery("paged")
+        return [_in_page_order(joined, ordering, forward=forward)]
+    statements = []
+    for start in range(0, len(groups), MAX_GROUPS_PER_UNION):
+        branches = [
+            select(page(key=literal(key, group.type)).subquery())
+            for key in groups[start : start + MAX_GROUPS_PER_UNION]
+        ]
+        pages = union_all(*branches).subquery("pages")
+        statements.append(_in_page_order(pages, ordering, forward=forward))
+    return statements
+
+
 async def fetch_pages_by_group(
     conn: AsyncConnection,
     *,
@@ -194,28 +292,23 @@ async def fetch_pages_by_group(
     forward: bool,
     source: FromClause | None = None,
 ) -> dict[Any, Page]:
-    """The first page of each group (a category's books, say) in one statement."""
-    sort_values = [col.column.label(f"sort_{i}") for i, col in enumerate(ordering.columns)]
-    number = (
-        func.row_number()
-        .over(partition_by=group, order_by=ordering.order_by(forward=forward))
-        .label("position")
-    )
-    inner = select(*columns, group.label("page_group"), *sort_values, number).where(
-        *where, group.in_(groups)
-    )
-    if source is not None:
-        inner = inner.select_from(source)
-    ranked = inner.subquery("ranked")
-    statement = (
-        select(ranked)
-        .where(ranked.c.position <= size + 1)
-        .order_by(ranked.c.page_group, ranked.c.position)
+    """The first page of each group (a category's books, say), each read by index."""
+    statements = pages_by_group_statements(
+        conn.dialect.name,
+        columns=columns,
+        where=where,
+        group=group,
+        groups=groups,
+        ordering=ordering,
+        size=size,
+        forward=forward,
+        source=source,
     )
     found: dict[Any, list[Row[Any]]] = {key: [] for key in groups}
-    for row in await conn.execute(statement):
-        found[row.page_group].append(row)
-    width, sorts = len(columns), len(sort_values)
+    for statement in statements:
+        for row in await conn.execute(statement):
+            found[row.page_group].append(row)
+    width, sorts = len(columns), len(ordering.columns)
     pages: dict[Any, Page] = {}
     for key, read in found.items():
         rows, has_more = trim_page(read, size, forward=forward)
