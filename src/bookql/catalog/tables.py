@@ -159,8 +159,17 @@ def _listing_index(key: str, column: str, *, descending: bool, by_category: bool
 
 
 LISTING_INDEXES = [
-    _listing_index(key, column, descending=descending, by_category=by_category)
-    for key, column in LISTING_ORDERS.items()
-    for by_category in (False, True)
-    for descending in (False, True)
+    # site order (``id``), the default: its walk, and a search's walk to its candidates
+    Index(
+        "ix_books_listed_id",
+        books.c.id,
+        postgresql_where=books.c.removed_at.is_(None),
+        sqlite_where=books.c.removed_at.is_(None),
+    ),
+    *(
+        _listing_index(key, column, descending=descending, by_category=by_category)
+        for key, column in LISTING_ORDERS.items()
+        for by_category in (False, True)
+        for descending in (False, True)
+    ),
 ]

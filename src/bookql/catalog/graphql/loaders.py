@@ -171,7 +171,7 @@ async def counts_by_category(
         return await plan.tally.counts_by_category(conn, category_ids)
     statement = (
         select(books.c.category_id, func.count())
-        .select_from(plan.source)
+        .select_from(plan.counted)
         .where(*plan.where, books.c.category_id.in_(category_ids))
         .group_by(books.c.category_id)
     )

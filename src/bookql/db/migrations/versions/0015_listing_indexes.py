@@ -4,7 +4,9 @@ without a category, each partial on listed books.
 A page of ``books`` or ``Category.books`` is ``WHERE removed_at IS NULL [AND category_id =
 ?] ORDER BY column [DESC], id LIMIT n``: ties are broken by ``id`` ascending whatever the
 column's direction, so ``column DESC, id`` is not the reverse of ``(column, id)`` and needs
-an index of its own (walked backwards, each index also serves ``last:`` pages). Partial on
+an index of its own (walked backwards, each index also serves ``last:`` pages). Site order
+(``id``, the default) gets a partial index too: a listing walks it without stepping over
+removed books, and so does a search on its way to its ranked candidates. Partial on
 ``removed_at IS NULL``, the condition of every listing, so that a walk never steps over
 removed books and the planner knows the index holds exactly the listed ones. The five
 ``(column, id)`` indexes of 0001 are replaced by their partial ascending twins;
@@ -43,7 +45,12 @@ OLD = {  # 0001's indexes, replaced
 
 def _indexes() -> list[tuple[str, str]]:
     """(name, definition) of every listing index."""
-    found = []
+    found = [  # site order, and the walk of a search to its ranked candidates
+        (
+            "ix_books_listed_id",
+            "CREATE INDEX ix_books_listed_id ON books (id) WHERE removed_at IS NULL",
+        )
+    ]
     for key, column in ORDERS.items():
         for by_category in (False, True):
             for descending in (False, True):
