@@ -17,6 +17,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
+    CompoundSelect,
     FromClause,
     Row,
     Select,
@@ -278,6 +279,52 @@ def pages_by_group_statements(
         pages = union_all(*branches).subquery("pages")
         statements.append(_in_page_order(pages, ordering, forward=forward))
     return statements
+
+
+async def count_by_group_at_most(
+    conn: AsyncConnection,
+    *,
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    groups: Sequence[Any],
+    limit: int,
+    source: FromClause | None = None,
+) -> dict[Any, int]:
+    """How many rows each group holds, counting at most ``limit + 1`` of each: one bounded
+    read per group, all in one statement (per ``MAX_GROUPS_PER_UNION`` on SQLite), as the
+    groups' pages are read. Groups with none are missing."""
+
+    def bounded(key: ColumnElement[Any]) -> Select[Any]:
+        statement = select(group.label("page_group")).where(*where, group == key)
+        if source is not None:
+            statement = statement.select_from(source)
+        return statement.limit(limit + 1)
+
+    if conn.dialect.name == "postgresql":
+        keys = (
+            func.unnest(literal(list(groups), ARRAY(group.type)))
+            .table_valued("key")
+            .render_derived(name="page_keys")
+        )
+        counted = bounded(keys.c.key).lateral("counted")
+        statements: list[Select[Any] | CompoundSelect[Any]] = [
+            select(keys.c.key, func.count())
+            .select_from(keys.join(counted, true()))
+            .group_by(keys.c.key)
+        ]
+    else:
+        statements = []
+        for start in range(0, len(groups), MAX_GROUPS_PER_UNION):
+            branches = []
+            for key in groups[start : start + MAX_GROUPS_PER_UNION]:
+                rows = bounded(literal(key, group.type)).subquery()
+                branches.append(select(rows.c.page_group, func.count()).group_by(rows.c.page_group))
+            statements.append(union_all(*branches))
+    found: dict[Any, int] = {}
+    for statement in statements:
+        for key, count in await conn.execute(statement):
+            found[key] = int(count)
+    return found
 
 
 async def fetch_pages_by_group(
