@@ -152,8 +152,9 @@ class ListingPlan:
     ordering: Ordering
     search: Search | None
     tally: TallyFilter | None = None
-    count_source: FromClause | None = None  # every match of a search, when ``source`` is
-    # its ranked candidates only (see ``Search.ranked``); else ``source``
+    count_source: FromClause | None = None
+    """What counts read when it differs from ``source``: a relevance order's pages read the
+    search's ranked candidates (``Search.ranked``), its counts every match."""
 
     @property
     def counted(self) -> FromClause:
