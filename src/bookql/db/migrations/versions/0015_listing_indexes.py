@@ -11,6 +11,8 @@ removed books, and so does a search on its way to its ranked candidates. Partial
 removed books and the planner knows the index holds exactly the listed ones. The five
 ``(column, id)`` indexes of 0001 are replaced by their partial ascending twins;
 ``ix_books_category_id`` stays whole (the foreign key's look-ups need removed books too).
+The sorted columns are never null, so the indexes' default null placement (PostgreSQL:
+last ascending, first descending) is the ``ORDER BY``'s own and never stops a walk.
 
 Revision ID: 0015_listing_indexes
 Revises: 0014_catalog_data_version
