@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -17,7 +16,6 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
-    CompoundSelect,
     FromClause,
     Row,
     Select,
@@ -27,9 +25,9 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.types import TypeDecorator
 
 
@@ -198,10 +196,6 @@ async def fetch_page(
     return Page(rows=rows, cursor_payloads=payloads, has_more=has_more)
 
 
-MAX_GROUPS_PER_UNION = 200
-"""SQLite's pages of groups are one ``UNION ALL`` branch each; it takes 500 at most."""
-
-
 def _group_page(
     *,
     columns: Sequence[ColumnElement[Any]],
@@ -223,16 +217,48 @@ def _group_page(
     return statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
 
 
-def _in_page_order(pages: FromClause, ordering: Ordering, *, forward: bool) -> Select[Any]:
-    """Every row of ``pages`` (rows of ``_group_page``) by group, then in the page's order."""
-    by: list[ColumnElement[Any]] = [pages.c.page_group]
-    for i, col in enumerate(ordering.columns):
-        value = pages.c[f"sort_{i}"]
-        by.append(value.desc() if col.descending == forward else value.asc())
-    return select(*pages.c).order_by(*by)
+def _postgres_keys(group: ColumnElement[Any], groups: Sequence[Any]) -> Any:
+    """The groups' keys as a relation ``page_keys(key)``: one array parameter, whatever
+    their number, so the statement's text does not change with it."""
+    return (
+        func.unnest(literal(list(groups), ARRAY(group.type)))
+        .table_valued("key")
+        .render_derived(name="page_keys")
+    )
 
 
-def pages_by_group_statements(
+def _sqlite_walks(
+    *,
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    groups: Sequence[Any],
+    tie_break: ColumnElement[Any],
+    order_by: Sequence[ColumnElement[Any]],
+    limit: int,
+    source: FromClause | None,
+) -> tuple[Any, ColumnElement[bool]]:
+    """SQLite has no ``LATERAL``: the groups' keys (``json_each`` of one parameter) and the
+    condition that joins each key to its rows, ``tie_break IN (a walk of the group's rows,
+    limited)``, a subquery correlated to the key alone (SQLite runs it once per key).
+
+    The walk reads its own alias of the rows' table, so the outer statement's columns and
+    joins stay those of ``source``."""
+    keys = func.json_each(literal(orjson.dumps(list(groups)).decode())).table_valued("value")
+    table = group.table
+    adapter = ClauseAdapter(table.alias("walked"))
+    walk = (
+        select(adapter.traverse(tie_break))
+        .select_from(adapter.traverse(source if source is not None else table))
+        .where(*(adapter.traverse(clause) for clause in where))
+        .where(adapter.traverse(group) == keys.c.value)
+        .order_by(*(adapter.traverse(clause) for clause in order_by))
+        .limit(limit)
+        .correlate(keys)
+    )
+    return keys, tie_break.in_(walk)
+
+
+def pages_by_group_statement(
     dialect: str,
     *,
     columns: Sequence[ColumnElement[Any]],
@@ -243,42 +269,50 @@ def pages_by_group_statements(
     size: int,
     forward: bool,
     source: FromClause | None = None,
-) -> list[Select[Any]]:
-    """The statements of ``fetch_pages_by_group``: each group's page is its own walk of an
-    index (``group, sort columns…``) that stops after ``size + 1`` rows, never a window
-    over every row of the groups.
+) -> Select[Any]:
+    """The statement of ``fetch_pages_by_group``: each group's page is its own walk of an
+    index (``group, sort columns…``) that stops after ``size + 1`` rows, never a window over
+    every row of the groups; one statement whatever the number of groups. Its rows: the
+    columns, the group, the sort values; by group, then in the page's order.
 
-    PostgreSQL: one statement, the groups' ids as an array joined ``LATERAL`` to the page
-    of each. SQLite has no ``LATERAL``: a ``UNION ALL`` of one limited branch per group.
+    PostgreSQL: the groups' keys joined ``LATERAL`` to the page of each. SQLite: each key
+    joined to the rows its correlated walk finds (``_sqlite_walks``).
     """
-    page = partial(
-        _group_page,
-        columns=columns,
+    if dialect == "postgresql":
+        keys = _postgres_keys(group, groups)
+        page = _group_page(
+            columns=columns,
+            where=where,
+            group=group,
+            key=keys.c.key,
+            ordering=ordering,
+            size=size,
+            forward=forward,
+            source=source,
+        ).lateral("pages")
+        paged = select(*page.c).select_from(keys.join(page, true())).subquery("paged")
+        by: list[ColumnElement[Any]] = [paged.c.page_group]
+        for i, col in enumerate(ordering.columns):
+            value = paged.c[f"sort_{i}"]
+            by.append(value.desc() if col.descending == forward else value.asc())
+        return select(*paged.c).order_by(*by)
+    order_by = ordering.order_by(forward=forward)
+    keys, walked = _sqlite_walks(
         where=where,
         group=group,
-        ordering=ordering,
-        size=size,
-        forward=forward,
+        groups=groups,
+        tie_break=ordering.columns[-1].column,
+        order_by=order_by,
+        limit=size + 1,
         source=source,
     )
-    if dialect == "postgresql":
-        keys = (
-            func.unnest(literal(list(groups), ARRAY(group.type)))
-            .table_valued("key")
-            .render_derived(name="page_keys")
-        )
-        lateral = page(key=keys.c.key).lateral("pages")
-        joined = select(*lateral.c).select_from(keys.join(lateral, true())).subquery("paged")
-        return [_in_page_order(joined, ordering, forward=forward)]
-    statements = []
-    for start in range(0, len(groups), MAX_GROUPS_PER_UNION):
-        branches = [
-            select(page(key=literal(key, group.type)).subquery())
-            for key in groups[start : start + MAX_GROUPS_PER_UNION]
-        ]
-        pages = union_all(*branches).subquery("pages")
-        statements.append(_in_page_order(pages, ordering, forward=forward))
-    return statements
+    sort_values = [col.column.label(f"sort_{i}") for i, col in enumerate(ordering.columns)]
+    rows = source if source is not None else group.table
+    return (
+        select(*columns, keys.c.value.label("page_group"), *sort_values)
+        .select_from(keys.join(rows, walked))
+        .order_by(keys.c.value, *order_by)
+    )
 
 
 async def count_by_group_at_most(
@@ -287,44 +321,40 @@ async def count_by_group_at_most(
     where: Sequence[ColumnElement[bool]],
     group: ColumnElement[Any],
     groups: Sequence[Any],
+    tie_break: ColumnElement[Any],
     limit: int,
     source: FromClause | None = None,
 ) -> dict[Any, int]:
-    """How many rows each group holds, counting at most ``limit + 1`` of each: one bounded
-    read per group, all in one statement (per ``MAX_GROUPS_PER_UNION`` on SQLite), as the
-    groups' pages are read. Groups with none are missing."""
-
-    def bounded(key: ColumnElement[Any]) -> Select[Any]:
-        statement = select(group.label("page_group")).where(*where, group == key)
-        if source is not None:
-            statement = statement.select_from(source)
-        return statement.limit(limit + 1)
-
+    """How many rows each group holds, counting at most ``limit + 1`` of each (``tie_break``
+    is unique): one bounded read per group, all in one statement, as the groups' pages are
+    read. Groups with none are missing."""
     if conn.dialect.name == "postgresql":
-        keys = (
-            func.unnest(literal(list(groups), ARRAY(group.type)))
-            .table_valued("key")
-            .render_derived(name="page_keys")
-        )
-        counted = bounded(keys.c.key).lateral("counted")
-        statements: list[Select[Any] | CompoundSelect[Any]] = [
+        keys = _postgres_keys(group, groups)
+        bounded = select(group.label("page_group")).where(*where, group == keys.c.key)
+        if source is not None:
+            bounded = bounded.select_from(source)
+        counted = bounded.limit(limit + 1).lateral("counted")
+        statement = (
             select(keys.c.key, func.count())
             .select_from(keys.join(counted, true()))
             .group_by(keys.c.key)
-        ]
+        )
     else:
-        statements = []
-        for start in range(0, len(groups), MAX_GROUPS_PER_UNION):
-            branches = []
-            for key in groups[start : start + MAX_GROUPS_PER_UNION]:
-                rows = bounded(literal(key, group.type)).subquery()
-                branches.append(select(rows.c.page_group, func.count()).group_by(rows.c.page_group))
-            statements.append(union_all(*branches))
-    found: dict[Any, int] = {}
-    for statement in statements:
-        for key, count in await conn.execute(statement):
-            found[key] = int(count)
-    return found
+        sqlite_keys, walked = _sqlite_walks(
+            where=where,
+            group=group,
+            groups=groups,
+            tie_break=tie_break,
+            order_by=(),
+            limit=limit + 1,
+            source=source,
+        )
+        statement = (
+            select(sqlite_keys.c.value, func.count())
+            .select_from(sqlite_keys.join(tie_break.table, walked))
+            .group_by(sqlite_keys.c.value)
+        )
+    return {key: int(count) for key, count in await conn.execute(statement)}
 
 
 async def fetch_pages_by_group(
@@ -340,7 +370,7 @@ async def fetch_pages_by_group(
     source: FromClause | None = None,
 ) -> dict[Any, Page]:
     """The first page of each group (a category's books, say), each read by index."""
-    statements = pages_by_group_statements(
+    statement = pages_by_group_statement(
         conn.dialect.name,
         columns=columns,
         where=where,
@@ -352,9 +382,8 @@ async def fetch_pages_by_group(
         source=source,
     )
     found: dict[Any, list[Row[Any]]] = {key: [] for key in groups}
-    for statement in statements:
-        for row in await conn.execute(statement):
-            found[row.page_group].append(row)
+    for row in await conn.execute(statement):
+        found[row.page_group].append(row)
     width, sorts = len(columns), len(ordering.columns)
     pages: dict[Any, Page] = {}
     for key, read in found.items():

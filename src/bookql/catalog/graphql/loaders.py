@@ -197,6 +197,7 @@ async def counts_at_most_by_category(
             where=plan.where,
             group=books.c.category_id,
             groups=category_ids,
+            tie_break=books.c.id,
             limit=limit,
             source=plan.counted,
         )
