@@ -217,3 +217,41 @@ async def test_categories_first_pages_equal_pages_one_at_a_time(
         assert together[groups[-1]].rows == []
         assert any(len(together[group].rows) == size for group in groups[:12])
     await engine.dispose()
+
+
+def test_a_search_by_relevance_ranks_a_bounded_walk(conn: Connection) -> None:
+    """The candidates are read in site order and cut at the bound before anything is
+    ranked or sorted: on SQLite FTS5 yields its matches in rowid order (no sort before the
+    cut); on PostgreSQL the plan ranks below a ``Limit`` (which walk reaches the bound is
+    the planner's choice, by the word's frequency)."""
+    plan = BookListing(search="mystery").plan(conn.dialect.name)
+    statement = page_statement(
+        columns=queries.BOOK_COLUMNS,
+        where=plan.where,
+        ordering=plan.ordering,
+        size=20,
+        forward=True,
+        after_values=None,
+        source=plan.source,
+    )
+    compiled = statement.compile(dialect=conn.dialect)
+    if conn.dialect.name == "postgresql":
+        sql = "EXPLAIN (FORMAT JSON, VERBOSE) " + str(compiled)
+        (document,) = conn.exec_driver_sql(sql, compiled.params).one()
+        top = (document if isinstance(document, list) else json.loads(document))[0]["Plan"]
+        pending, limits = [top], []
+        while pending:
+            node = pending.pop()
+            if node["Node Type"] == "Limit" and node is not top:
+                limits.append(node)
+            pending.extend(node.get("Plans", []))
+        ranked = [n for n in limits if any("ts_rank_cd" in o for o in n.get("Output", []))]
+        assert ranked, top
+        return
+    parameters = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    sql = "EXPLAIN QUERY PLAN " + str(compiled)
+    nodes = {row[0]: (row[1], row[3]) for row in conn.exec_driver_sql(sql, parameters)}
+    (ranked,) = [i for i, (_, d) in nodes.items() if d.startswith("MATERIALIZE ranked")]
+    inside = [d for parent, d in nodes.values() if parent == ranked]
+    assert any(d.startswith("SCAN books_fts VIRTUAL TABLE") for d in inside), nodes
+    assert not any("TEMP B-TREE" in d for d in inside), nodes
