@@ -162,3 +162,44 @@ async def test_filtered_category_books_in_a_constant_number_of_statements(
             b["upc"] for b in books[:3]
         ]
     assert len(_selects(statements)) == 3, statements  # categories, pages, counts
+
+
+async def test_every_categorys_bounded_count_in_one_statement(client: CountingClient) -> None:
+    """``count(limit:)`` of ``Category.books``: one bounded read of every category's books
+    (per limit), not one per category; from the tallies when they answer."""
+    data, statements = await client.counted(
+        """{ categories { name
+             the: books(first: 1, filter: {titleContains: "the"}) {
+               three: count(limit: 3) { count precision }
+               all: count(limit: 1000) { count precision } }
+             rated: books(first: 1, filter: {ratingMin: 4}) { count(limit: 5) { count precision } }
+           } }"""
+    )
+    titled: dict[str, int] = {}
+    rated: dict[str, int] = {}
+    for book in snapshot_books():
+        titled.setdefault(book["category"], 0)
+        rated.setdefault(book["category"], 0)
+        titled[book["category"]] += "the" in book["title"].lower()
+        rated[book["category"]] += book["rating"] >= 4
+
+    def bounded(count: int, limit: int) -> dict[str, Any]:
+        if count <= limit:
+            return {"count": count, "precision": "EXACT"}
+        return {"count": limit, "precision": "AT_LEAST"}
+
+    assert len(data["categories"]) == 50
+    precisions = set()
+    for category in data["categories"]:
+        name = category["name"]
+        assert category["the"]["three"] == bounded(titled[name], 3), name
+        assert category["the"]["all"] == bounded(titled[name], 1000), name
+        assert category["rated"]["count"] == bounded(rated[name], 5), name
+        precisions |= {
+            category["the"]["three"]["precision"],
+            category["rated"]["count"]["precision"],
+        }
+    assert precisions == {"EXACT", "AT_LEAST"}
+    # categories, the two listings' pages, the title counts (one per limit) and the rated
+    # counts (tallies): six, not one per category
+    assert len(_selects(statements)) == 6, statements

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bookql.catalog import search as search_module
 from tests.conftest import GraphQLClient, ScratchDatabase, error_codes
 from tests.support.admin_session import AdminClient, admin_session
 from tests.support.snapshot_truth import snapshot_books
@@ -531,3 +532,46 @@ async def test_the_index_follows_writes(empty_db: ScratchDatabase) -> None:
 
 def global_book_id(upc: str) -> str:
     return base64.urlsafe_b64encode(f"Book:{upc}".encode()).decode().rstrip("=")
+
+
+def site_order(found: set[str]) -> list[str]:
+    """``found`` in site order: the snapshot's, in which the seed inserts."""
+    return [book["upc"] for book in snapshot_books() if book["upc"] in found]
+
+
+async def test_relevance_ranks_the_first_matches_in_site_order(
+    gql: GraphQLClient, seeded_db: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relevance order ranks only the listing's first ``RANKED_MATCHES`` matches: with a
+    bound below the matches, the pages hold those (the same on both databases), in the
+    order the unbounded ranking gives them; counts still count every match; a search with
+    fewer matches than the bound is ranked exactly as without one."""
+    _, mystery = await walk(gql, search="mystery", size=100)  # 129 matches, all ranked
+    _, dragon = await walk(gql, search="dragon", size=100)  # 13
+    by_price = [{"field": "PRICE", "direction": "ASC"}]
+    in_category = {"category": "mystery"}
+    _, mystery_mysteries = await walk(gql, search="mystery", filter=in_category, size=100)
+    assert len(mystery) == 129 and len(dragon) == 13 and 10 < len(mystery_mysteries) < 129
+
+    monkeypatch.setattr(search_module, "RANKED_MATCHES", 10)
+    candidates = site_order(set(mystery))[:10]
+    for forward, size in ((True, 3), (False, 4)):
+        total, bounded = await walk(gql, search="mystery", size=size, forward=forward)
+        assert total == 129  # totalCount: every match
+        assert bounded == [upc for upc in mystery if upc in candidates]
+    assert digest(bounded) == "0026110e144cd5df"  # the same books on both databases
+    counted = await gql.data(
+        '{ books(first: 1, search: "mystery") { count(limit: 1000) { count precision } } }'
+    )
+    assert counted["books"]["count"] == {"count": 129, "precision": "EXACT"}
+    # another order lists every match
+    total, priced = await walk(gql, search="mystery", orderBy=by_price, size=50)
+    assert total == len(priced) == 129
+    # the candidates are the first matches of the whole listing, its filter included
+    total, filtered = await walk(gql, search="mystery", filter=in_category, size=4)
+    assert total == len(mystery_mysteries)
+    first = site_order(set(mystery_mysteries))[:10]
+    assert filtered == [upc for upc in mystery_mysteries if upc in first]
+    # no more matches than the bound: the best matches, exactly as before
+    monkeypatch.setattr(search_module, "RANKED_MATCHES", len(dragon))
+    assert (await walk(gql, search="dragon", size=5))[1] == dragon

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bookql.catalog.search import Search, build_search, search_words
+from bookql.catalog.search import Search, build_search
 from bookql.catalog.tables import books
 from bookql.catalog.tallies import TallyFilter
 from bookql.core.errors import BadUserInput
@@ -97,31 +97,39 @@ class BookListing:
 
     def plan(self, dialect: str) -> ListingPlan:
         search = build_search(dialect, self.search) if self.search is not None else None
-        source: FromClause = search.join_onto(books) if search is not None else books
+        where = self.where()
         order = self.order or (
             ((BookOrderField.RELEVANCE, OrderDirection.DESC),) if search is not None else ()
         )
+        by_relevance = any(field is BookOrderField.RELEVANCE for field, _ in order)
+        count_source: FromClause = search.join_onto(books) if search is not None else books
+        source, relevance = count_source, None
+        if search is not None and by_relevance:
+            ranked = search.ranked(where)
+            source = books.join(ranked, ranked.c.book_id == books.c.id)
+            relevance = ranked.c.relevance
         columns = [
             SortColumn(
-                search.relevance
-                if field is BookOrderField.RELEVANCE and search
+                relevance
+                if field is BookOrderField.RELEVANCE and relevance is not None
                 else ORDER_COLUMNS[field],
                 descending=direction is OrderDirection.DESC,
             )
             for field, direction in order
         ]
         name = ",".join(f"{field.value}:{direction.value}" for field, direction in order) or "site"
-        if search is not None and any(field is BookOrderField.RELEVANCE for field, _ in order):
+        if search is not None and by_relevance:
             # a relevance is only comparable within one search: tie the cursor to its words
-            words = " ".join(search_words(self.search or ""))
+            words = " ".join(search.words)
             name += ":" + hashlib.sha256(words.encode()).hexdigest()[:12]
         ordering = Ordering(name, (*columns, SortColumn(books.c.id)))
         return ListingPlan(
             source=source,
-            where=self.where(),
+            where=where,
             ordering=ordering,
             search=search,
             tally=self.tally_filter(),
+            count_source=count_source,
         )
 
     def tally_filter(self) -> TallyFilter | None:
@@ -144,12 +152,20 @@ class ListingPlan:
     ordering: Ordering
     search: Search | None
     tally: TallyFilter | None = None
+    count_source: FromClause | None = None
+    """What counts read when it differs from ``source``: a relevance order's pages read the
+    search's ranked candidates (``Search.ranked``), its counts every match."""
+
+    @property
+    def counted(self) -> FromClause:
+        """What counts read: every book of the listing, whatever its pages show."""
+        return self.source if self.count_source is None else self.count_source
 
     async def count(self, conn: AsyncConnection) -> int:
         """Exact: from the tallies when they can answer, else by counting the rows."""
         if self.tally is not None:
             return await self.tally.count(conn)
-        statement = select(func.count()).select_from(self.source).where(*self.where)
+        statement = select(func.count()).select_from(self.counted).where(*self.where)
         return int((await conn.execute(statement)).scalar_one())
 
     async def count_at_most(self, conn: AsyncConnection, limit: int) -> tuple[int, bool]:
@@ -157,7 +173,7 @@ class ListingPlan:
         if self.tally is not None:
             count = await self.tally.count(conn)
         else:
-            matching = select(books.c.id).select_from(self.source).where(*self.where)
+            matching = select(books.c.id).select_from(self.counted).where(*self.where)
             bounded = matching.limit(limit + 1).subquery()
             statement = select(func.count()).select_from(bounded)
             count = int((await conn.execute(statement)).scalar_one())

@@ -8,6 +8,7 @@ engine syntax, so nothing they type can break or widen the query.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,38 +62,75 @@ def search_words(text: str) -> list[str]:
     return kept
 
 
+RANKED_MATCHES = 1000
+"""A relevance order ranks at most this many matches: the listing's first, in site order."""
+
+
 @dataclass(frozen=True)
 class Search:
-    """What a search adds to a books query: a source to join and a relevance (higher: better)."""
+    """What a search adds to a books query: which books match, and how well.
 
-    source: FromClause
-    relevance: ColumnElement[Any]
+    ``matches`` is every matching book (``book_id``), what counts and the other orders read.
+    ``ranked(where)`` is what a relevance order reads: the first ``RANKED_MATCHES`` books that
+    match and satisfy ``where``, in site order (``id``), each with its relevance (higher:
+    better). Only those are ranked and listed, so a word found in half the catalogue costs
+    a walk of the ids up to its thousandth match and the ranking of a thousand documents,
+    not the fetch, ranking and sort of every match. Both databases pick the same candidates
+    (their matches are the same), and a search with fewer matches than the bound ranks them
+    all, exactly as before.
+    """
+
+    dialect: str
+    words: tuple[str, ...]
+
+    @property
+    def matches(self) -> FromClause:
+        if self.dialect == "postgresql":
+            return (
+                select(_book_search.c.book_id)
+                .where(_book_search.c.document.op("@@")(self._tsquery()))
+                .subquery("matches")
+            )
+        return select(_fts.c.rowid.label("book_id")).where(self._fts_match()).subquery("matches")
 
     def join_onto(self, base: Any) -> Any:
-        return base.join(self.source, self.source.c.book_id == books.c.id)
+        """``base`` (``books``) narrowed to every match."""
+        matches = self.matches
+        return base.join(matches, matches.c.book_id == books.c.id)
+
+    def ranked(self, where: Sequence[ColumnElement[bool]]) -> FromClause:
+        """The ranked candidates: ``book_id`` and ``relevance``, at most ``RANKED_MATCHES``."""
+        if self.dialect == "postgresql":
+            query = self._tsquery()
+            # ts_rank_cd is a float4, printed rounded: as double precision it survives the
+            # trip through a cursor exactly, so the next page starts where this one ended.
+            relevance: ColumnElement[Any] = cast(
+                func.ts_rank_cd(_book_search.c.document, query), Double
+            )
+            statement = (
+                select(_book_search.c.book_id, relevance.label("relevance"))
+                .select_from(_book_search.join(books, books.c.id == _book_search.c.book_id))
+                .where(_book_search.c.document.op("@@")(query))
+                .order_by(books.c.id)
+            )
+        else:
+            # title weighs 10x; typed, so that a cursor's relevance is checked as a number
+            relevance = -func.bm25(literal_column("books_fts"), 10.0, 1.0, type_=Double)
+            statement = (
+                select(_fts.c.rowid.label("book_id"), relevance.label("relevance"))
+                .select_from(_fts.join(books, books.c.id == _fts.c.rowid))
+                .where(self._fts_match())
+                .order_by(_fts.c.rowid)  # FTS5's own order: it stops at the bound
+            )
+        return statement.where(*where).limit(RANKED_MATCHES).subquery("ranked")
+
+    def _tsquery(self) -> ColumnElement[Any]:
+        return func.to_tsquery("english", " & ".join(self.words))
+
+    def _fts_match(self) -> ColumnElement[bool]:
+        match = " ".join(f'"{word}"' for word in self.words)
+        return literal_column("books_fts").op("MATCH")(match)
 
 
 def build_search(dialect: str, text: str) -> Search:
-    words = search_words(text)
-    if dialect == "postgresql":
-        query = func.to_tsquery("english", " & ".join(words))
-        # ts_rank_cd is a float4, printed rounded: as double precision it survives the trip
-        # through a cursor exactly, so the next page starts where this one ended.
-        relevance: ColumnElement[Any] = cast(
-            func.ts_rank_cd(_book_search.c.document, query), Double
-        )
-        source = (
-            select(_book_search.c.book_id, relevance.label("relevance"))
-            .where(_book_search.c.document.op("@@")(query))
-            .subquery("matches")
-        )
-    else:
-        match = " ".join(f'"{word}"' for word in words)
-        # title weighs 10x; typed, so that a cursor's relevance is checked as a number
-        relevance = -func.bm25(literal_column("books_fts"), 10.0, 1.0, type_=Double)
-        source = (
-            select(_fts.c.rowid.label("book_id"), relevance.label("relevance"))
-            .where(literal_column("books_fts").op("MATCH")(match))
-            .subquery("matches")
-        )
-    return Search(source=source, relevance=source.c.relevance)
+    return Search(dialect=dialect, words=tuple(search_words(text)))

@@ -23,6 +23,8 @@ from bookql.db.types import UTCDateTime
 __all__ = [
     "CRAWL",
     "IMPORT",
+    "LISTING_INDEXES",
+    "LISTING_ORDERS",
     "BookDescriptionTable",
     "BookTable",
     "CategoryTable",
@@ -40,6 +42,16 @@ IMPORT = "import"  # loaded by `bookql import`
 ADMIN = "admin"  # created by an administrator through the API
 
 TITLE_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
+
+
+LISTING_ORDERS = {
+    "price": "price_incl_tax_pence",
+    "rating": "rating",
+    "title": "title",
+    "availability": "availability",
+    "last_seen": "last_seen_at",
+}
+"""The columns a listing sorts by (``BookOrderField``), by the short name of their indexes."""
 
 
 def _version_column() -> Column[int]:
@@ -65,12 +77,6 @@ class BookTable(SQLModel, table=True):
         ),
         CheckConstraint("availability >= 0", name="availability_not_negative"),
         CheckConstraint("num_reviews >= 0", name="num_reviews_not_negative"),
-        # Keyset pagination and filters: every sortable column paired with the id tie-break.
-        Index("ix_books_price_id", "price_incl_tax_pence", "id"),
-        Index("ix_books_rating_id", "rating", "id"),
-        Index("ix_books_title_id", "title", "id"),
-        Index("ix_books_availability_id", "availability", "id"),
-        Index("ix_books_last_seen_id", "last_seen_at", "id"),
         Index("ix_books_category_id", "category_id", "id"),
     )
 
@@ -132,3 +138,39 @@ categories = table_of(CategoryTable)
 books = table_of(BookTable)
 descriptions = table_of(BookDescriptionTable)
 price_points = table_of(PricePointTable)
+
+
+def _listing_index(key: str, column: str, *, descending: bool, by_category: bool) -> Index:
+    """The index a listing in ``column``'s order walks: a page is its first rows, no sort.
+
+    Ties are broken by ``id`` ascending whatever the column's direction, so a descending
+    order needs an index of its own (``column DESC, id``; walked backwards it also serves
+    ``last:`` pages of the ascending order); a category's listings lead with
+    ``category_id``. Partial on listed books: every listing asks for them, and removed
+    books then cost nothing to walk past (migration 0015).
+    """
+    name = "ix_books_listed_" + ("category_" if by_category else "") + key
+    name += "_desc" if descending else "_asc"
+    sorted_by = books.c[column].desc() if descending else books.c[column]
+    leading = (books.c.category_id,) if by_category else ()
+    listed = books.c.removed_at.is_(None)
+    return Index(
+        name, *leading, sorted_by, books.c.id, postgresql_where=listed, sqlite_where=listed
+    )
+
+
+LISTING_INDEXES = [
+    # site order (``id``), the default: its walk, and a search's walk to its candidates
+    Index(
+        "ix_books_listed_id",
+        books.c.id,
+        postgresql_where=books.c.removed_at.is_(None),
+        sqlite_where=books.c.removed_at.is_(None),
+    ),
+    *(
+        _listing_index(key, column, descending=descending, by_category=by_category)
+        for key, column in LISTING_ORDERS.items()
+        for by_category in (False, True)
+        for descending in (False, True)
+    ),
+]

@@ -12,8 +12,22 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import BigInteger, ColumnElement, FromClause, Row, Select, and_, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Row,
+    Select,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.types import TypeDecorator
 
 
@@ -182,6 +196,167 @@ async def fetch_page(
     return Page(rows=rows, cursor_payloads=payloads, has_more=has_more)
 
 
+def _group_page(
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    key: ColumnElement[Any],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    source: FromClause | None,
+) -> Select[Any]:
+    """The first page of the group ``key``: the columns, the group, then the sort values."""
+    sort_values = [col.column.label(f"sort_{i}") for i, col in enumerate(ordering.columns)]
+    statement = select(*columns, group.label("page_group"), *sort_values).where(
+        *where, group == key
+    )
+    if source is not None:
+        statement = statement.select_from(source)
+    return statement.order_by(*ordering.order_by(forward=forward)).limit(size + 1)
+
+
+def _postgres_keys(group: ColumnElement[Any], groups: Sequence[Any]) -> Any:
+    """The groups' keys as a relation ``page_keys(key)``: one array parameter, whatever
+    their number, so the statement's text does not change with it."""
+    return (
+        func.unnest(literal(list(groups), ARRAY(group.type)))
+        .table_valued("key")
+        .render_derived(name="page_keys")
+    )
+
+
+def _sqlite_walks(
+    *,
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    groups: Sequence[Any],
+    tie_break: ColumnElement[Any],
+    order_by: Sequence[ColumnElement[Any]],
+    limit: int,
+    source: FromClause | None,
+) -> tuple[Any, ColumnElement[bool]]:
+    """SQLite has no ``LATERAL``: the groups' keys (``json_each`` of one parameter) and the
+    condition that joins each key to its rows, ``tie_break IN (a walk of the group's rows,
+    limited)``, a subquery correlated to the key alone (SQLite runs it once per key).
+
+    The walk reads its own alias of the rows' table, so the outer statement's columns and
+    joins stay those of ``source``."""
+    keys = func.json_each(literal(orjson.dumps(list(groups)).decode())).table_valued("value")
+    table = group.table
+    adapter = ClauseAdapter(table.alias("walked"))
+    walk = (
+        select(adapter.traverse(tie_break))
+        .select_from(adapter.traverse(source if source is not None else table))
+        .where(*(adapter.traverse(clause) for clause in where))
+        .where(adapter.traverse(group) == keys.c.value)
+        .order_by(*(adapter.traverse(clause) for clause in order_by))
+        .limit(limit)
+        .correlate(keys)
+    )
+    return keys, tie_break.in_(walk)
+
+
+def pages_by_group_statement(
+    dialect: str,
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    groups: Sequence[Any],
+    ordering: Ordering,
+    size: int,
+    forward: bool,
+    source: FromClause | None = None,
+) -> Select[Any]:
+    """The statement of ``fetch_pages_by_group``: each group's page is its own walk of an
+    index (``group, sort columns…``) that stops after ``size + 1`` rows, never a window over
+    every row of the groups; one statement whatever the number of groups. Its rows: the
+    columns, the group, the sort values; by group, then in the page's order.
+
+    PostgreSQL: the groups' keys joined ``LATERAL`` to the page of each. SQLite: each key
+    joined to the rows its correlated walk finds (``_sqlite_walks``).
+    """
+    if dialect == "postgresql":
+        keys = _postgres_keys(group, groups)
+        page = _group_page(
+            columns=columns,
+            where=where,
+            group=group,
+            key=keys.c.key,
+            ordering=ordering,
+            size=size,
+            forward=forward,
+            source=source,
+        ).lateral("pages")
+        paged = select(*page.c).select_from(keys.join(page, true())).subquery("paged")
+        by: list[ColumnElement[Any]] = [paged.c.page_group]
+        for i, col in enumerate(ordering.columns):
+            value = paged.c[f"sort_{i}"]
+            by.append(value.desc() if col.descending == forward else value.asc())
+        return select(*paged.c).order_by(*by)
+    order_by = ordering.order_by(forward=forward)
+    keys, walked = _sqlite_walks(
+        where=where,
+        group=group,
+        groups=groups,
+        tie_break=ordering.columns[-1].column,
+        order_by=order_by,
+        limit=size + 1,
+        source=source,
+    )
+    sort_values = [col.column.label(f"sort_{i}") for i, col in enumerate(ordering.columns)]
+    rows = source if source is not None else group.table
+    return (
+        select(*columns, keys.c.value.label("page_group"), *sort_values)
+        .select_from(keys.join(rows, walked))
+        .order_by(keys.c.value, *order_by)
+    )
+
+
+async def count_by_group_at_most(
+    conn: AsyncConnection,
+    *,
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any],
+    groups: Sequence[Any],
+    tie_break: ColumnElement[Any],
+    limit: int,
+    source: FromClause | None = None,
+) -> dict[Any, int]:
+    """How many rows each group holds, counting at most ``limit + 1`` of each (``tie_break``
+    is unique): one bounded read per group, all in one statement, as the groups' pages are
+    read. Groups with none are missing."""
+    if conn.dialect.name == "postgresql":
+        keys = _postgres_keys(group, groups)
+        bounded = select(group.label("page_group")).where(*where, group == keys.c.key)
+        if source is not None:
+            bounded = bounded.select_from(source)
+        counted = bounded.limit(limit + 1).lateral("counted")
+        statement = (
+            select(keys.c.key, func.count())
+            .select_from(keys.join(counted, true()))
+            .group_by(keys.c.key)
+        )
+    else:
+        sqlite_keys, walked = _sqlite_walks(
+            where=where,
+            group=group,
+            groups=groups,
+            tie_break=tie_break,
+            order_by=(),
+            limit=limit + 1,
+            source=source,
+        )
+        statement = (
+            select(sqlite_keys.c.value, func.count())
+            .select_from(sqlite_keys.join(tie_break.table, walked))
+            .group_by(sqlite_keys.c.value)
+        )
+    return {key: int(count) for key, count in await conn.execute(statement)}
+
+
 async def fetch_pages_by_group(
     conn: AsyncConnection,
     *,
@@ -194,28 +369,22 @@ async def fetch_pages_by_group(
     forward: bool,
     source: FromClause | None = None,
 ) -> dict[Any, Page]:
-    """The first page of each group (a category's books, say) in one statement."""
-    sort_values = [col.column.label(f"sort_{i}") for i, col in enumerate(ordering.columns)]
-    number = (
-        func.row_number()
-        .over(partition_by=group, order_by=ordering.order_by(forward=forward))
-        .label("position")
-    )
-    inner = select(*columns, group.label("page_group"), *sort_values, number).where(
-        *where, group.in_(groups)
-    )
-    if source is not None:
-        inner = inner.select_from(source)
-    ranked = inner.subquery("ranked")
-    statement = (
-        select(ranked)
-        .where(ranked.c.position <= size + 1)
-        .order_by(ranked.c.page_group, ranked.c.position)
+    """The first page of each group (a category's books, say), each read by index."""
+    statement = pages_by_group_statement(
+        conn.dialect.name,
+        columns=columns,
+        where=where,
+        group=group,
+        groups=groups,
+        ordering=ordering,
+        size=size,
+        forward=forward,
+        source=source,
     )
     found: dict[Any, list[Row[Any]]] = {key: [] for key in groups}
     for row in await conn.execute(statement):
         found[row.page_group].append(row)
-    width, sorts = len(columns), len(sort_values)
+    width, sorts = len(columns), len(ordering.columns)
     pages: dict[Any, Page] = {}
     for key, read in found.items():
         rows, has_more = trim_page(read, size, forward=forward)

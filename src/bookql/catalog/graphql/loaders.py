@@ -17,7 +17,7 @@ from bookql.catalog.listing import BookListing, ListingPlan
 from bookql.catalog.tables import books
 from bookql.core.errors import BadUserInput
 from bookql.db.cursors import decode_cursor
-from bookql.db.keyset import Page, fetch_page, fetch_pages_by_group
+from bookql.db.keyset import Page, count_by_group_at_most, fetch_page, fetch_pages_by_group
 from bookql.graphql.relay import PageRequest
 
 K = TypeVar("K")
@@ -26,6 +26,7 @@ V = TypeVar("V")
 HISTORY_CAP = 100
 CategoryPageKey = tuple[int, BookListing, PageRequest]
 CategoryCountKey = tuple[int, BookListing]
+CategoryCountAtMostKey = tuple[int, BookListing, int]
 
 
 class SharedLoader(DataLoader[K, V]):
@@ -84,6 +85,9 @@ class CatalogLoaders:
         )
         self.category_book_count: DataLoader[CategoryCountKey, int] = SharedLoader(
             load_fn=self._category_counts
+        )
+        self.category_book_count_at_most: DataLoader[CategoryCountAtMostKey, tuple[int, bool]] = (
+            SharedLoader(load_fn=self._category_counts_at_most)
         )
         self._history: dict[int, DataLoader[int, list[Row[Any]]]] = {}
 
@@ -161,6 +165,45 @@ class CatalogLoaders:
                     counts[key] = found.get(key[0], 0)
         return [counts[key] for key in keys]
 
+    async def _category_counts_at_most(
+        self, keys: list[CategoryCountAtMostKey]
+    ) -> list[tuple[int, bool]]:
+        """Bounded counts of many categories' books: one statement per listing and limit."""
+        counts: dict[CategoryCountAtMostKey, tuple[int, bool]] = {}
+        batches: dict[tuple[BookListing, int], list[CategoryCountAtMostKey]] = defaultdict(list)
+        for key in keys:
+            batches[(replace(key[1], category_id=None), key[2])].append(key)
+        async with self._engine.connect() as conn:
+            for (shared, limit), grouped in batches.items():
+                plan = shared.plan(conn.dialect.name)
+                category_ids = sorted({category_id for category_id, _, _ in grouped})
+                found = await counts_at_most_by_category(conn, plan, category_ids, limit)
+                for key in grouped:
+                    counts[key] = found[key[0]]
+        return [counts[key] for key in keys]
+
+
+async def counts_at_most_by_category(
+    conn: AsyncConnection, plan: ListingPlan, category_ids: Sequence[int], limit: int
+) -> dict[int, tuple[int, bool]]:
+    """``count(limit:)`` of a listing (planned without its category) in each category:
+    ``(count capped at limit, exact)``, from the tallies when they can answer, else reading
+    at most ``limit + 1`` books of each category."""
+    if plan.tally is not None:
+        counts = await plan.tally.counts_by_category(conn, category_ids)
+    else:
+        counts = await count_by_group_at_most(
+            conn,
+            where=plan.where,
+            group=books.c.category_id,
+            groups=category_ids,
+            tie_break=books.c.id,
+            limit=limit,
+            source=plan.counted,
+        )
+    found = {category_id: counts.get(category_id, 0) for category_id in category_ids}
+    return {key: (min(count, limit), count <= limit) for key, count in found.items()}
+
 
 async def counts_by_category(
     conn: AsyncConnection, plan: ListingPlan, category_ids: Sequence[int]
@@ -171,7 +214,7 @@ async def counts_by_category(
         return await plan.tally.counts_by_category(conn, category_ids)
     statement = (
         select(books.c.category_id, func.count())
-        .select_from(plan.source)
+        .select_from(plan.counted)
         .where(*plan.where, books.c.category_id.in_(category_ids))
         .group_by(books.c.category_id)
     )

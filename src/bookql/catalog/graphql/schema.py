@@ -27,7 +27,9 @@ READ: list[type[BasePermission]] = [CanReadCatalog]
 SearchArgument = Annotated[
     str | None,
     strawberry.argument(
-        description="Words to find in titles and descriptions (all required, stemmed)."
+        description="Words to find in titles and descriptions (all required, stemmed). By"
+        " RELEVANCE (the default with a search) the first 1000 matches in site order are"
+        " ranked and listed; other orders list every match, and totalCount counts them all."
     ),
 ]
 

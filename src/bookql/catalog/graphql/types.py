@@ -102,9 +102,7 @@ class Category(Node):
             return await loaders.category_book_count.load((self.pk, listing))
 
         async def count_at_most(limit: int) -> tuple[int, bool]:
-            engine = info.context.engine
-            async with engine.connect() as conn:
-                return await listing.plan(engine.dialect.name).count_at_most(conn, limit)
+            return await loaders.category_book_count_at_most.load((self.pk, listing, limit))
 
         return BookConnection.from_page(result, page, count_total, count_at_most)
 

@@ -7,7 +7,6 @@ are the very ones the standard resolvers use; only the selected columns differ.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -17,7 +16,7 @@ from bookql.catalog import queries
 from bookql.catalog.graphql.counts import MAX_COUNT_LIMIT
 from bookql.catalog.graphql.inputs import BookFilter, BookOrder
 from bookql.catalog.graphql.listing import listing_of
-from bookql.catalog.graphql.loaders import counts_by_category
+from bookql.catalog.graphql.loaders import counts_at_most_by_category, counts_by_category
 from bookql.catalog.listing import BookListing, ListingPlan
 from bookql.catalog.tables import books, categories, descriptions
 from bookql.db.cursors import decode_cursor, encode_cursor
@@ -253,9 +252,13 @@ def category_pages(
             counts = run.read(counts_by_category, plan, sorted(category_ids))
         return counts.get(category_id, 0)
 
+    bounded: dict[int, dict[int, tuple[int, bool]]] = {}
+
     def at_most(category_id: int, field: PlannedField) -> tuple[int, bool]:
-        own = replace(listing, category_id=category_id).plan(run.dialect)
-        return run.read(own.count_at_most, count_limit(run, field))
+        limit = count_limit(run, field)
+        if limit not in bounded:  # one statement for every category, per limit
+            bounded[limit] = run.read(counts_at_most_by_category, plan, sorted(category_ids), limit)
+        return bounded[limit][category_id]
 
     return [
         _grouped_page_data(
