@@ -130,7 +130,7 @@ QUERIES = (
     Query(
         "page_50_total",
         f"books page {PAGE} of {PAGE_SIZE} + totalCount",
-        "query DeepPage($after: String!) {"
+        "query DeepPage($after: String) {"
         f" books(first: {PAGE_SIZE}, after: $after) {{ totalCount {EDGES} }} }}",
         FIXED_PAGE,
         ("after",),
@@ -407,15 +407,16 @@ def small_database(backend: str, base: str, directory: Path) -> Iterator[str]:
         yield url
 
 
-def drop_all(base: str) -> list[str]:
-    """Every kept growth database: PostgreSQL's beside ``base``, SQLite's in bench/scratch."""
+def drop_all(base: str, prefix: str = PREFIX) -> list[str]:
+    """Every kept growth database whose name starts with ``prefix``: PostgreSQL's beside
+    ``base``, SQLite's in bench/scratch."""
     dropped = []
     try:
         with connect(base) as conn:
             names = [
                 n
                 for (n,) in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{PREFIX}%",)
+                    "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
                 )
             ]
             for name in names:
@@ -424,9 +425,9 @@ def drop_all(base: str) -> list[str]:
     except psycopg.OperationalError as error:
         print(f"PostgreSQL not reached ({error}); only SQLite files dropped")
     if SCRATCH.exists():
-        for path in sorted(SCRATCH.glob(f"{PREFIX}*")):
+        for path in sorted(SCRATCH.glob(f"{prefix}*")):
             path.unlink()
-            dropped.append(str(path.relative_to(ROOT)))
+            dropped.append(str(path))
     return dropped
 
 
@@ -442,6 +443,15 @@ class Client:
         self._headers = {"content-type": "application/json", "accept": "application/json"}
 
     def timed(self, body: bytes) -> tuple[float, bytes]:
+        try:
+            return self._timed(body)
+        except (ConnectionError, http.client.RemoteDisconnected):
+            # The server closed the idle connection (uvicorn's keep-alive lasts 5 s, and a
+            # slow round leaves a server idle longer): connect again, time the request anew.
+            self._conn.close()
+            return self._timed(body)
+
+    def _timed(self, body: bytes) -> tuple[float, bytes]:
         started = time.perf_counter()
         self._conn.request("POST", "/graphql", body, self._headers)
         response = self._conn.getresponse()
@@ -466,18 +476,20 @@ def _body(query: str, variables: Mapping[str, Any] | None = None) -> bytes:
     return json.dumps({"query": query, "variables": dict(variables or {})}).encode()
 
 
-def deep_cursor(client: Client) -> str:
-    """The cursor after the first ``(PAGE - 1) * PAGE_SIZE`` books, in site order."""
+def deep_cursor(client: Client) -> tuple[str | None, int]:
+    """The cursor after the first ``(PAGE - 1) * PAGE_SIZE`` books in site order, and the
+    page it opens: ``PAGE``, or the last full page of a smaller catalogue."""
     after: str | None = None
     document = (
         f"query($a: String) {{ books(first: {PAGE_SIZE}, after: $a)"
-        " { pageInfo { endCursor } } }"
+        " { pageInfo { endCursor hasNextPage } } }"
     )
-    for _ in range(PAGE - 1):
-        data = client.data(_body(document, {"a": after}))
-        after = data["books"]["pageInfo"]["endCursor"]
-    assert after is not None
-    return after
+    for page in range(1, PAGE):
+        info = client.data(_body(document, {"a": after}))["books"]["pageInfo"]
+        if not info["hasNextPage"]:
+            return after, page
+        after = info["endCursor"]
+    return after, PAGE
 
 
 def search_matches(client: Client) -> int:
@@ -559,6 +571,7 @@ def run_backend(
         urls = {"small": small_url, "large": large_url}
         sides: list[Side] = []
         matches: dict[str, int] = {}
+        pages: dict[str, int] = {}
         for size, url in urls.items():
             env = {"BOOKQL_DATABASE_URL": url, "BOOKQL_DATA_DIR": str(tmp / size)}
             servers = stack.enter_context(serving(env))
@@ -569,12 +582,14 @@ def run_backend(
                 client = Client(server.url)
                 stack.callback(client.close)
                 sides.append(Side(size, executor, client, variables))
-            variables["after"] = deep_cursor(sides[-1].client)
+            variables["after"], pages[size] = deep_cursor(sides[-1].client)
             matches[size] = search_matches(sides[-1].client)
         print(
             f"measuring {len(chosen)} queries x {len(sides)} servers, {rounds} rounds", flush=True
         )
         checked = measure(sides, chosen, rounds, warm_up)
+    if len(set(pages.values())) > 1:
+        print(f"note: the deep page is page {pages['large']} of the large catalogue (too small)")
     return report(backend, books, chosen, sides, load, matches, checked)
 
 
@@ -715,7 +730,7 @@ def main(argv: list[str] | None = None) -> None:
             "backends": found,
         },
     )
-    print(f"\nwritten: {path.relative_to(ROOT)}; kept databases: `python -m bench.growth --drop`")
+    print(f"\nwritten: {path}; kept databases: `python -m bench.growth --drop` drops them")
 
 
 if __name__ == "__main__":
