@@ -10,6 +10,7 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -130,15 +131,15 @@ def test_the_scratch_database_is_keyed_by_generator_schema_and_size(
     assert growth.scratch_name(1_000_000) != name
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, object], str]:
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, Any], str]:
     growth.main(["--rounds", "1", "--warm-up", "0", *args])
     output = capsys.readouterr().out
     results = json.loads(Path(output.split("written: ")[1].split(";")[0]).read_text())
     return results, output
 
 
-def _check(results: dict[str, object], books: int) -> None:
-    (backend,) = results["backends"]  # type: ignore[misc]
+def _check(results: dict[str, Any], books: int) -> None:
+    (backend,) = results["backends"]
     assert backend["books"] == books
     assert {q["name"] for q in backend["queries"]} == {q.name for q in growth.QUERIES}
     assert backend["answers_differ"] == []  # both executors answer alike
@@ -165,7 +166,7 @@ def test_a_tiny_run_on_sqlite_end_to_end_then_reused(
     name = growth.scratch_name(150)
     assert (scratch / f"{name}.db").exists() and (scratch / f"{name}.json").exists()
     again, output = _run(capsys, "--only", "sqlite", "--sqlite-books", "150")
-    assert again["backends"][0]["load"]["reused"] is True  # type: ignore[index]
+    assert again["backends"][0]["load"]["reused"] is True
     assert "reused" in output
     assert growth.drop_all("postgresql+psycopg://nobody@127.0.0.1:1/none", name)
     assert not list(scratch.iterdir())
