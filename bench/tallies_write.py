@@ -318,7 +318,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument(
         "--postgres",
-        default=os.environ.get("BOOKQL_TEST_DATABASE_URL"),
+        default=os.environ.get("BOOKQL_BENCH_DATABASE_URL")
+        or os.environ.get("BOOKQL_TEST_DATABASE_URL"),
         help="a PostgreSQL database beside which a scratch one is created",
     )
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
