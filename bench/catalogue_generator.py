@@ -131,8 +131,8 @@ def vocabulary() -> Vocabulary:
         title = _WORD.findall(row["title"].lower())
         title_counts.update(title)
         title_lengths.append(max(1, len(title)))
-    real = [w for w in _by_frequency(text_counts) if len(w) > 1 or w in "ai"]
-    titles = [w for w in _by_frequency(title_counts) if len(w) > 1 or w in "ai"]
+    real = [w for w in _by_frequency(text_counts) if len(w) > 1 or w in ("a", "i")]
+    titles = [w for w in _by_frequency(title_counts) if len(w) > 1 or w in ("a", "i")]
     tail = _pseudo_words(TAIL_WORDS, set(text_counts) | set(title_counts))
     in_titles = set(titles)
     categories = Counter(row["category"] for row in rows)
