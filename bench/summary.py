@@ -7,7 +7,8 @@ the same run), the ratio, the target and whether it is met, and for the catalogu
 Strawberry ratio beside bookql's. Everything also lands in
 ``bench/results/summary-<commit>.json``, for comparing commits (``--compare``).
 
-    python -m bench [catalog auth predict crawl export load] [--quick] [--strict] [--compare FILE]
+    python -m bench [catalog auth predict crawl export load growth tallies] [--quick] [--strict]
+        [--compare FILE]
 """
 
 from __future__ import annotations
@@ -239,6 +240,60 @@ def _load(data: Results) -> list[Row]:
     ]
 
 
+def _growth(data: Results) -> list[Row]:
+    rows = []
+    for backend in data["backends"]:
+        books = f"{backend['books']:,}"
+        for query in backend["queries"]:
+            found, standard = query["compiled"], query["standard"]
+            rows.append(
+                Row(
+                    "growth",
+                    f"{backend['backend']} {query['label']} p50",
+                    f"{found['small_p50_ms']:,.2f} ms @1,000",
+                    f"{found['large_p50_ms']:,.2f} ms @{books}",
+                    found["growth"],
+                    query["target"],
+                    plain_ratio=standard["growth"],
+                )
+            )
+        load = backend["load"]
+        rows.append(
+            Row(
+                "growth",
+                f"{backend['backend']} bookql import books/s ({books})",
+                f"{load['baseline_rate']:,.0f} {load['baseline']}",
+                f"{load['import_rate']:,.0f}",
+                load["import_rate"] / load["baseline_rate"],
+                higher_is_better=True,
+            )
+        )
+    return rows
+
+
+def _tallies(data: Results) -> list[Row]:
+    rows = []
+    for backend in data["backends"]:
+        for kind, limit, labels in (
+            ("writes", TALLY_WRITE_LIMIT, ("without", "with tallies")),
+            ("reads", None, ("scan", "tallies")),
+        ):
+            for name, figures in backend[kind].items():
+                rows.append(
+                    Row(
+                        "tallies",
+                        f"{backend['backend']} {name}",
+                        f"{figures['off_p50_ms']:,.2f} ms {labels[0]}",
+                        f"{figures['on_p50_ms']:,.2f} ms {labels[1]}",
+                        figures["on_p50_ms"] / figures["off_p50_ms"],
+                        limit,
+                    )
+                )
+    return rows
+
+
+TALLY_WRITE_LIMIT = 1.3  # a crawl batch or an admin update with the tallies' upkeep
+
 BENCHMARKS = {
     b.name: b
     for b in (
@@ -270,6 +325,14 @@ BENCHMARKS = {
             _export,
         ),
         Benchmark("load", "bench.load", "load.json", ("--seconds", "20"), _load),
+        Benchmark("growth", "bench.growth", "growth*.json", ("--quick",), _growth),
+        Benchmark(
+            "tallies",
+            "bench.tallies_write",
+            "tallies_write.json",
+            ("--rounds", "3", "--large", "10000"),
+            _tallies,
+        ),
     )
 }
 

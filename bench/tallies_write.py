@@ -35,7 +35,15 @@ from sqlalchemy import Integer, bindparam, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bench.harness import median, scratch_database, set_up, table, times
+from bench.harness import (
+    code_version,
+    median,
+    scratch_database,
+    set_up,
+    table,
+    times,
+    write_results,
+)
 from bookql.catalog import stats
 from bookql.catalog.admin import BookChanges, CatalogAdmin
 from bookql.catalog.records import BookRecord
@@ -258,13 +266,19 @@ async def measure_reads(engine: AsyncEngine, rounds: int) -> dict[str, dict[bool
 # -- databases and the report -------------------------------------------------------------------
 
 
-def report(title: str, found: dict[str, dict[bool, list[float]]], labels: tuple[str, str]) -> None:
-    """p50 in ms without (off) and with (on) the tallies, and the ratio on / off."""
+def report(
+    title: str, found: dict[str, dict[bool, list[float]]], labels: tuple[str, str]
+) -> dict[str, dict[str, float]]:
+    """p50 in ms without (off) and with (on) the tallies, and the ratio on / off; returned
+    for ``bench/results/tallies_write.json``."""
     rows = [["", *labels, "ratio"]]
+    figures = {}
     for name, seconds in found.items():
         on, off = (median(seconds[side]) * 1000 for side in (True, False))
         rows.append([name, f"{off:.2f}", f"{on:.2f}", times(on, off)])
+        figures[name] = {"off_p50_ms": off, "on_p50_ms": on}
     print(f"\n{title}\n{table(rows)}")
+    return figures
 
 
 def _database(url: str, data_dir: Path) -> AsyncEngine:
@@ -277,20 +291,25 @@ def _database(url: str, data_dir: Path) -> AsyncEngine:
     )
 
 
-async def run(urls: dict[bool, str], data_dir: Path, rounds: int, large: int, name: str) -> None:
+async def run(
+    urls: dict[bool, str], data_dir: Path, rounds: int, large: int, name: str
+) -> dict[str, Any]:
     """Writes on two databases (with and without the tallies), reads on the first."""
     engines = {on: _database(url, data_dir / str(on)) for on, url in urls.items()}
     try:
         await drop_upkeep(engines[False])
         writes = await measure_writes(engines, rounds)
-        report(f"{name}: writes, p50 ms", writes, ("without", "with tallies"))
+        write_figures = report(f"{name}: writes, p50 ms", writes, ("without", "with tallies"))
         seconds = await load_large(engines[True], large)
         print(f"\n{name}: {large} synthetic books loaded in {seconds:.1f} s (tallies kept)")
         reads = await measure_reads(engines[True], rounds)
-        report(f"{name}: reads over {large + 1000} books, p50 ms", reads, ("scan", "tallies"))
+        read_figures = report(
+            f"{name}: reads over {large + 1000} books, p50 ms", reads, ("scan", "tallies")
+        )
     finally:
         for engine in engines.values():
             await engine.dispose()
+    return {"backend": name, "large": large, "writes": write_figures, "reads": read_figures}
 
 
 def main() -> None:
@@ -299,7 +318,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument(
         "--postgres",
-        default=os.environ.get("BOOKQL_TEST_DATABASE_URL"),
+        default=os.environ.get("BOOKQL_BENCH_DATABASE_URL")
+        or os.environ.get("BOOKQL_TEST_DATABASE_URL"),
         help="a PostgreSQL database beside which a scratch one is created",
     )
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
@@ -310,6 +330,7 @@ def main() -> None:
     if args.only != "sqlite" and args.postgres:
         postgres = make_url(args.postgres).set(drivername="postgresql+psycopg")
         backends["postgresql"] = postgres.render_as_string(hide_password=False)
+    found = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, base_url in backends.items():
             with (
@@ -317,7 +338,10 @@ def main() -> None:
                 scratch_database(base_url, Path(tmp), "bookql_bench_tallies") as without,
             ):
                 urls = {True: with_tallies, False: without}
-                asyncio.run(run(urls, Path(tmp), args.rounds, args.large, name))
+                found.append(asyncio.run(run(urls, Path(tmp), args.rounds, args.large, name)))
+    write_results(
+        "tallies_write", {"code": code_version(), "rounds": args.rounds, "backends": found}
+    )
 
 
 if __name__ == "__main__":
