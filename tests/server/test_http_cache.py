@@ -407,6 +407,7 @@ def open_handles(database: ScratchDatabase) -> int:
                         text(
                             "SELECT count(*) FROM pg_stat_activity WHERE datname ="
                             " current_database() AND pid <> pg_backend_pid()"
+                            " AND backend_type = 'client backend'"
                         )
                     ).scalar_one()
                 )
@@ -419,8 +420,8 @@ def open_handles(database: ScratchDatabase) -> int:
 
 async def test_shutdown_leaves_no_connection_open(seeded_db: ScratchDatabase) -> None:
     """The data version is read on a connection of its own (SQLite): shutdown closes it."""
-    assert open_handles(seeded_db) == 0
+    before = open_handles(seeded_db)  # what the fixture may still be closing
     async with app_client(seeded_db.settings()) as http:
         assert_tagged(await get(http, BOOKS))
-        assert open_handles(seeded_db) > 0
-    assert open_handles(seeded_db) == 0
+        assert open_handles(seeded_db) > before
+    assert open_handles(seeded_db) <= before
