@@ -80,6 +80,11 @@ async def test_page_headers_code_and_operation_ids(seeded_db: ScratchDatabase) -
         assert "script-src 'self'" in console.CSP and "'unsafe-inline'" not in console.CSP
         assert page.headers["x-content-type-options"] == "nosniff"
         assert '<script type="module" src="/console/ui/main.js">' in page.text
+        # The page is reachable as a file too: it carries the same policy there.
+        for path in ("/console/ui/index.html", "/console/ui/main.js", "/console/lib/uPlot.min.css"):
+            served = await http.get(path)
+            assert served.status_code == 200
+            assert served.headers["content-security-policy"] == console.CSP, path
         for asset in ("/console/ui/main.js", "/console/lib/uPlot.esm.js"):
             script = await http.get(asset)
             assert script.status_code == 200
@@ -97,9 +102,16 @@ async def test_page_headers_code_and_operation_ids(seeded_db: ScratchDatabase) -
 async def test_without_its_libraries_the_console_says_how_to_install_them(
     seeded_db: ScratchDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(console, "LIB_DIR", tmp_path)
+    absent = tmp_path / "console"
+    monkeypatch.setattr(console, "LIB_DIR", absent)
     async with app_client(seeded_db.settings()) as http:
         page = await http.get("/console")
+        assert (await http.get("/console/lib/uPlot.esm.js")).status_code == 404
+        absent.mkdir()  # installed while the server runs: no restart needed
+        for name in console.LIBRARIES:
+            (absent / name).write_text("/* stand-in */")
+        assert (await http.get("/console")).status_code == 200
+        assert (await http.get("/console/lib/uPlot.esm.js")).status_code == 200
     assert page.status_code == 503
     assert "make install" in page.text and "sh scripts/fetch-console.sh" in page.text
     assert page.headers["content-security-policy"] == console.CSP

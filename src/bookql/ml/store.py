@@ -14,6 +14,7 @@ problem, never an error for the whole listing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -38,7 +39,6 @@ from bookql.ml.integrity import (
     checksums,
     load_booster,
     parse_metadata,
-    sha256_of,
     verify_checksums,
 )
 from bookql.ml.integrity import UnknownVersion as UnknownVersion
@@ -110,7 +110,9 @@ def _write_held_out(folder: Path, trained: TrainedModel) -> None:
             strict=True,
         )
     ]
-    (folder / HOLDOUT_FILE).write_text(json.dumps({"points": points}, ensure_ascii=False))
+    (folder / HOLDOUT_FILE).write_text(
+        json.dumps({"points": points}, ensure_ascii=False), encoding="utf-8"
+    )
 
 
 def read_held_out(model: StoredModel) -> list[HeldOutPoint] | None:
@@ -122,9 +124,10 @@ def read_held_out(model: StoredModel) -> list[HeldOutPoint] | None:
         return None
     path = model.path / HOLDOUT_FILE
     try:
-        if sha256_of(path) != recorded:
+        data = path.read_bytes()  # read once: what is checked is what is parsed
+        if f"sha256:{hashlib.sha256(data).hexdigest()}" != recorded:
             return None
-        raw = json.loads(path.read_bytes())
+        raw = json.loads(data)
         return [
             HeldOutPoint(
                 upc=str(point["upc"]),

@@ -16,11 +16,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import anyio
 from graphql import OperationDefinitionNode, parse
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 UI_DIR = Path(__file__).parent / "console-ui"
 LIB_DIR = Path(__file__).parent / "static" / "console"
@@ -64,8 +66,8 @@ MISSING = """<!doctype html>
     <pre>make install</pre>
     <p>or, to fetch only them (needs npm),</p>
     <pre>sh scripts/fetch-console.sh</pre>
-    <p>then reload this page. The GraphQL API at <a href="/graphql">/graphql</a> works
-    without them.</p>
+    <p>then reload this page (no restart needed). The GraphQL API at
+    <a href="/graphql">/graphql</a> works without them.</p>
   </main>
 </body>
 </html>
@@ -78,9 +80,15 @@ class Revalidated(StaticFiles):
 
     def file_response(self, *args: Any, **kwargs: Any) -> Response:
         response = super().file_response(*args, **kwargs)
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.update(HEADERS)  # index.html is reachable here too: same policy
         return response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """404, not a server error, while the folder is absent (libraries not installed)."""
+        if not await anyio.to_thread.run_sync(Path(self.directory or "").is_dir):
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def libraries_installed() -> bool:
@@ -113,12 +121,14 @@ def sha256_of(text: str) -> str:
 def routes() -> list[BaseRoute]:
     """``/console``, its code, its libraries and its operations' hashes; the files are read
     here, at start, never on the event loop."""
-    page = (UI_DIR / "index.html").read_text() if libraries_installed() else MISSING
-    status = 200 if libraries_installed() else 503
+    page = (UI_DIR / "index.html").read_text()
     hashes = {name: sha256_of(text) for name, text in operations().items()}
 
     async def console_page(request: Request) -> Response:
-        return HTMLResponse(page, status_code=status, headers=HEADERS)
+        # Looked for on every request (off the loop), so installing them needs no restart.
+        if not await anyio.to_thread.run_sync(libraries_installed):
+            return HTMLResponse(MISSING, status_code=503, headers=HEADERS)
+        return HTMLResponse(page, headers=HEADERS)
 
     async def console_documents(request: Request) -> Response:
         return JSONResponse(hashes, headers={"Cache-Control": "no-cache"})

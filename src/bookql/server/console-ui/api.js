@@ -126,7 +126,8 @@ export function refresh() {
         const body = await post("ConsoleRefresh", { refreshToken: token });
         const error = firstError(body);
         if (error) {
-          end();
+          // Only a refused refresh token ends the session; a busy or failing server does not.
+          if (error.code === "UNAUTHENTICATED") end();
           throw error;
         }
         start(body.data.refresh);

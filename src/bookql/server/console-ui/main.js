@@ -86,7 +86,7 @@ async function render(message = "") {
   alertBox.textContent = "";
   notice.textContent = message;
   const route = parseRoute();
-  const screen = SCREENS[route.name];
+  const screen = Object.hasOwn(SCREENS, route.name) ? SCREENS[route.name] : undefined;
   document.title = `${TITLES[route.name] ?? "Not found"} · bookql console`;
   for (const link of document.querySelectorAll("#nav a")) {
     const current = link.getAttribute("href") === `#/${route.name}`;
@@ -143,6 +143,11 @@ onSessionChange((user) => {
 });
 
 window.addEventListener("hashchange", () => render());
+// The skip link moves focus to the content without going through the router.
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 showSession(null);
 lastRole = null;
 await resume();
